@@ -196,7 +196,7 @@ impl Extractor<'_> {
 
         let path = self.prepare_parent(&raw, &rel)?;
         let header = entry.header().clone();
-        let mode = header.mode().map_err(Error::Tar)? & 0o7777;
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
         let mtime = header.mtime().unwrap_or(0);
 
         // Replace whatever is there, except a directory replaced by a directory.
@@ -342,8 +342,10 @@ impl Extractor<'_> {
         if !self.opts.same_owner {
             return Ok(());
         }
-        let uid = header.uid().map_err(Error::Tar)? as u32;
-        let gid = header.gid().map_err(Error::Tar)? as u32;
+        // Go's archive/tar reads an empty numeric field as 0, and tars
+        // written by Go tools rely on it.
+        let uid = header.uid().unwrap_or(0) as u32;
+        let gid = header.gid().unwrap_or(0) as u32;
         fchownat(
             None,
             path,
