@@ -41,9 +41,14 @@ pub struct Digest {
 impl Digest {
     pub fn new(algorithm: Algorithm, hex: &str) -> Result<Self, Error> {
         let ok = hex.len() == algorithm.hex_len()
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !ok {
-            return Err(Error::InvalidDigest(format!("{}:{hex}", algorithm.as_str())));
+            return Err(Error::InvalidDigest(format!(
+                "{}:{hex}",
+                algorithm.as_str()
+            )));
         }
         Ok(Digest {
             algorithm,
@@ -237,9 +242,11 @@ mod tests {
         assert_eq!(d, Digest::sha256_of(b""));
         assert_eq!(d.short(), "e3b0c44298fc");
         assert!("sha256:E3B0".parse::<Digest>().is_err());
-        assert!("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85"
-            .parse::<Digest>()
-            .is_err());
+        assert!(
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85"
+                .parse::<Digest>()
+                .is_err()
+        );
         assert!(matches!(
             "md5:abc".parse::<Digest>(),
             Err(Error::UnsupportedDigest(_))

@@ -34,7 +34,9 @@ impl Compression {
     pub fn of_layer(media_type: &str) -> Option<Compression> {
         match media_type {
             OCI_LAYER | OCI_LAYER_NONDIST | DOCKER_LAYER => Some(Compression::None),
-            OCI_LAYER_GZIP | OCI_LAYER_NONDIST_GZIP | DOCKER_LAYER_GZIP
+            OCI_LAYER_GZIP
+            | OCI_LAYER_NONDIST_GZIP
+            | DOCKER_LAYER_GZIP
             | DOCKER_LAYER_FOREIGN_GZIP => Some(Compression::Gzip),
             OCI_LAYER_ZSTD | OCI_LAYER_NONDIST_ZSTD => Some(Compression::Zstd),
             _ => None,

@@ -10,9 +10,17 @@ pub struct Platform {
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(default, rename = "os.version", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "os.version",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
-    #[serde(default, rename = "os.features", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "os.features",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_features: Option<Vec<String>>,
 }
 
@@ -119,10 +127,19 @@ mod tests {
     fn parse_and_match() {
         let p = Platform::parse("linux/arm/v7").unwrap();
         assert_eq!(p.to_string(), "linux/arm/v7");
-        assert!(Platform::parse("linux/arm64").unwrap().matches(&Platform::parse("linux/arm64/v8").unwrap()));
-        assert!(!Platform::parse("linux/arm/v6").unwrap().matches(&Platform::parse("linux/arm/v7").unwrap()));
-        assert!(!Platform::parse("linux/amd64").unwrap().matches(&Platform::parse("linux/arm64").unwrap()));
+        assert!(Platform::parse("linux/arm64")
+            .unwrap()
+            .matches(&Platform::parse("linux/arm64/v8").unwrap()));
+        assert!(!Platform::parse("linux/arm/v6")
+            .unwrap()
+            .matches(&Platform::parse("linux/arm/v7").unwrap()));
+        assert!(!Platform::parse("linux/amd64")
+            .unwrap()
+            .matches(&Platform::parse("linux/arm64").unwrap()));
         assert!(Platform::parse("linux//x").is_err());
-        assert_eq!(Platform::parse("linux/x86_64").unwrap().architecture, "amd64");
+        assert_eq!(
+            Platform::parse("linux/x86_64").unwrap().architecture,
+            "amd64"
+        );
     }
 }

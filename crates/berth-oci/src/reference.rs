@@ -182,7 +182,9 @@ impl FromStr for Reference {
 }
 
 fn is_full_hex_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Docker's rule: the first component is a registry host when it looks like
@@ -212,7 +214,9 @@ fn validate_tag(tag: &str) -> Result<(), Error> {
     let ok = !bytes.is_empty()
         && bytes.len() <= 128
         && word(bytes[0])
-        && bytes[1..].iter().all(|&b| word(b) || b == b'.' || b == b'-');
+        && bytes[1..]
+            .iter()
+            .all(|&b| word(b) || b == b'.' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -374,13 +378,22 @@ mod tests {
         assert_eq!(norm("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(norm("busybox:1.36"), "docker.io/library/busybox:1.36");
         assert_eq!(norm("user/app"), "docker.io/user/app:latest");
-        assert_eq!(norm("index.docker.io/busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            norm("index.docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(norm("localhost:5000/a/b:1.0"), "localhost:5000/a/b:1.0");
         assert_eq!(norm("localhost/x"), "localhost/x:latest");
-        assert_eq!(norm("quay.io/podman/stable"), "quay.io/podman/stable:latest");
+        assert_eq!(
+            norm("quay.io/podman/stable"),
+            "quay.io/podman/stable:latest"
+        );
         assert_eq!(norm("[::1]:5000/x:y"), "[::1]:5000/x:y");
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        assert_eq!(norm(&format!("busybox@{d}")), format!("docker.io/library/busybox@{d}"));
+        assert_eq!(
+            norm(&format!("busybox@{d}")),
+            format!("docker.io/library/busybox@{d}")
+        );
         assert_eq!(
             norm(&format!("busybox:1@{d}")),
             format!("docker.io/library/busybox:1@{d}")
@@ -436,7 +449,14 @@ mod tests {
             .to_string()
             .contains("cannot specify 64-byte hexadecimal strings"));
         // separators that the grammar allows
-        for ok in ["a.b", "a_b", "a__b", "a---b", "a/b/c", "my-registry.example:443/x/y"] {
+        for ok in [
+            "a.b",
+            "a_b",
+            "a__b",
+            "a---b",
+            "a/b/c",
+            "my-registry.example:443/x/y",
+        ] {
             Reference::parse(ok).unwrap();
         }
     }

@@ -172,7 +172,10 @@ mod tests {
             parse_rfc3339("2024-03-01T01:00:00+01:00"),
             parse_rfc3339("2024-03-01T00:00:00Z")
         );
-        assert_eq!(format_rfc3339(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(
+            format_rfc3339(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
         assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1_000_000_000));
         assert!(parse_rfc3339("2024-13-01T00:00:00Z").is_none());
         assert!(parse_rfc3339("yesterday").is_none());
@@ -181,7 +184,10 @@ mod tests {
     #[test]
     fn human() {
         let s = |n| human_duration(Duration::from_secs(n));
-        assert_eq!(human_duration(Duration::from_millis(300)), "Less than a second");
+        assert_eq!(
+            human_duration(Duration::from_millis(300)),
+            "Less than a second"
+        );
         assert_eq!(s(1), "1 second");
         assert_eq!(s(59), "59 seconds");
         assert_eq!(s(90), "About a minute");

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs the Debian packages Berth's build, demo and tests need. Safe to
+# run again; does nothing when everything is present.
+#   busybox-static   the base image of the demo and every test
+#   libseccomp-dev, pkg-config   seccomp for the runtime
+#   skopeo, podman   peers the tests check our archives against
+set -eu
+pkgs="busybox-static libseccomp-dev pkg-config gcc skopeo podman"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq $missing >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is missing: install Rust (https://rustup.rs) first" >&2
+    exit 1
+fi
