@@ -1,1 +1,110 @@
+//! Berth's operations. Every front end (CLI, API socket, compose) calls this
+//! crate and nothing below it; the policy Docker users rely on (how names
+//! resolve, when removal is refused, what a load prints) lives here.
 
+mod archive;
+mod changes;
+mod images;
+mod import;
+mod system;
+
+use std::path::{Path, PathBuf};
+
+pub use archive::{LoadedImage, SaveOptions};
+pub use berth_store::GcReport;
+pub use images::{HistoryRow, ImageFilter, ImageSummary, RemovedItem};
+pub use import::ImportOptions;
+pub use system::{cgroup_version, DiskUsage, Info, API_VERSION, VERSION};
+
+use berth_store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("invalid archive: {0}")]
+    InvalidArchive(String),
+    #[error(transparent)]
+    Oci(#[from] berth_oci::Error),
+    #[error(transparent)]
+    Store(#[from] berth_store::Error),
+    #[error(transparent)]
+    Layer(#[from] berth_layer::Error),
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: {1}")]
+    Stream(&'static str, #[source] std::io::Error),
+}
+
+pub use berth_store::ErrorKind;
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NoSuchImage(_) => ErrorKind::NotFound,
+            Error::InvalidArgument(_)
+            | Error::InvalidArchive(_)
+            | Error::Oci(_)
+            | Error::Layer(_) => ErrorKind::InvalidArgument,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::Store(e) => e.kind(),
+            Error::Io { .. } | Error::Stream(..) => ErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Persistent state (default /var/lib/berth).
+    pub root: PathBuf,
+    /// Live state: pids, sockets (default /run/berth).
+    pub runroot: PathBuf,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            root: PathBuf::from("/var/lib/berth"),
+            runroot: PathBuf::from("/run/berth"),
+        }
+    }
+}
+
+pub struct Engine {
+    store: Store,
+    opts: EngineOptions,
+}
+
+impl Engine {
+    pub fn open(opts: EngineOptions) -> Result<Engine> {
+        let store = Store::open(&opts.root)?;
+        Ok(Engine { store, opts })
+    }
+
+    pub fn root(&self) -> &Path {
+        self.store.root()
+    }
+
+    pub fn runroot(&self) -> &Path {
+        &self.opts.runroot
+    }
+}

@@ -1,0 +1,163 @@
+//! `info`, `system df`, version facts.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::{Engine, Result};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The Docker Engine API version Berth answers as.
+pub const API_VERSION: &str = "1.43";
+
+/// What `info` reports. Field names are Docker's, so `--format '{{.Driver}}'`
+/// and `{{json .}}` read the same as against Docker.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Info {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub containers: u64,
+    pub containers_running: u64,
+    pub containers_paused: u64,
+    pub containers_stopped: u64,
+    pub images: u64,
+    pub driver: String,
+    pub driver_status: Vec<[String; 2]>,
+    pub cgroup_driver: String,
+    pub cgroup_version: String,
+    pub kernel_version: String,
+    pub operating_system: String,
+    #[serde(rename = "OSType")]
+    pub os_type: String,
+    pub architecture: String,
+    #[serde(rename = "NCPU")]
+    pub ncpu: u64,
+    pub mem_total: u64,
+    pub docker_root_dir: String,
+    pub berth_run_dir: String,
+    pub name: String,
+    pub server_version: String,
+    pub default_runtime: String,
+}
+
+/// `system df`: what images (and later containers, volumes) occupy.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskUsage {
+    pub images_total: u64,
+    pub images_active: u64,
+    /// Bytes of distinct layers, each counted once however many images share it.
+    pub images_size: u64,
+    pub images_reclaimable: u64,
+    pub containers_total: u64,
+    pub containers_active: u64,
+}
+
+/// "1" or "2": v2 when /sys/fs/cgroup is itself a cgroup2 mount, as runc decides.
+pub fn cgroup_version() -> &'static str {
+    match nix::sys::statfs::statfs("/sys/fs/cgroup") {
+        Ok(s) if s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC => "2",
+        _ => "1",
+    }
+}
+
+fn os_release() -> String {
+    let text = fs::read_to_string("/etc/os-release").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "Linux".into())
+}
+
+fn mem_total() -> u64 {
+    let text = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn backing_fs(path: &Path) -> String {
+    use nix::sys::statfs::*;
+    match statfs(path).map(|s| s.filesystem_type()) {
+        Ok(t) if t == EXT4_SUPER_MAGIC => "extfs".into(),
+        Ok(t) if t == XFS_SUPER_MAGIC => "xfs".into(),
+        Ok(t) if t == BTRFS_SUPER_MAGIC => "btrfs".into(),
+        Ok(t) if t == TMPFS_MAGIC => "tmpfs".into(),
+        Ok(t) if t == OVERLAYFS_SUPER_MAGIC => "overlayfs".into(),
+        Ok(t) => format!("0x{:x}", t.0),
+        Err(_) => "unknown".into(),
+    }
+}
+
+impl Engine {
+    pub fn info(&self) -> Result<Info> {
+        let uts = nix::sys::utsname::uname().ok();
+        let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+            uts.as_ref()
+                .map(|u| f(u).to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let images = self.store.images()?.len() as u64;
+        Ok(Info {
+            id: String::new(),
+            containers: 0,
+            containers_running: 0,
+            containers_paused: 0,
+            containers_stopped: 0,
+            images,
+            driver: "overlay".into(),
+            driver_status: vec![
+                ["Backing Filesystem".into(), backing_fs(self.root())],
+                ["Supports d_type".into(), "true".into()],
+            ],
+            cgroup_driver: "cgroupfs".into(),
+            cgroup_version: cgroup_version().into(),
+            kernel_version: field(|u| u.release()),
+            operating_system: os_release(),
+            os_type: "linux".into(),
+            architecture: field(|u| u.machine()),
+            ncpu: std::thread::available_parallelism()
+                .map(|n| n.get() as u64)
+                .unwrap_or(1),
+            mem_total: mem_total(),
+            docker_root_dir: self.root().display().to_string(),
+            berth_run_dir: self.runroot().display().to_string(),
+            name: field(|u| u.nodename()),
+            server_version: VERSION.into(),
+            default_runtime: "libcontainer".into(),
+        })
+    }
+
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let images = self.store.images()?;
+        let mut layer_sizes: HashMap<String, u64> = HashMap::new();
+        let mut active_layers: HashMap<String, u64> = HashMap::new();
+        let mut active = 0;
+        for img in &images {
+            let in_use = !self.store.containers_using(&img.id)?.is_empty();
+            if in_use {
+                active += 1;
+            }
+            for l in self.store.image_layers(&img.id)? {
+                layer_sizes.insert(l.diff_id.to_string(), l.size);
+                if in_use {
+                    active_layers.insert(l.diff_id.to_string(), l.size);
+                }
+            }
+        }
+        let total: u64 = layer_sizes.values().sum();
+        let used: u64 = active_layers.values().sum();
+        Ok(DiskUsage {
+            images_total: images.len() as u64,
+            images_active: active,
+            images_size: total,
+            images_reclaimable: total - used,
+            containers_total: 0,
+            containers_active: 0,
+        })
+    }
+}
