@@ -57,6 +57,7 @@ pub(crate) struct Scratch {
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
+const NEW_PREFIX: &str = ".new-";
 
 impl Scratch {
     pub(crate) fn create(tmp: &Path) -> Result<Scratch> {
@@ -66,15 +67,25 @@ impl Scratch {
                 std::process::id(),
                 SEQ.fetch_add(1, Ordering::Relaxed)
             );
-            let path = tmp.join(name);
-            match fs::create_dir(&path) {
+            // Built under a name cleaners skip, and renamed once its lock is
+            // held: otherwise another process could find it unlocked in the
+            // moment between mkdir and flock and take it for a dead one's.
+            let building = tmp.join(format!("{NEW_PREFIX}{name}"));
+            let path = tmp.join(&name);
+            match fs::create_dir(&building) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io("create", &path)(e)),
+                Err(e) => return Err(Error::io("create", &building)(e)),
             }
-            let lock_path = path.join(".lock");
+            let lock_path = building.join(".lock");
             let lock = File::create(&lock_path).map_err(Error::io("create", &lock_path))?;
             flock(&lock, libc::LOCK_EX).map_err(Error::io("lock", &lock_path))?;
+            if path.exists() {
+                // Left by a dead process with our pid; clean_stale will get it.
+                let _ = fs::remove_dir_all(&building);
+                continue;
+            }
+            fs::rename(&building, &path).map_err(Error::io("rename", &path))?;
             return Ok(Scratch { path, _lock: lock });
         }
     }
@@ -96,18 +107,21 @@ pub(crate) fn clean_stale(tmp: &Path) -> Result<()> {
     for entry in entries.flatten() {
         let path = entry.path();
         let lock_path = path.join(".lock");
-        let stale = match File::open(&lock_path) {
-            Ok(f) => {
-                // SAFETY: flock on an fd we own.
-                unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
-            }
-            // No lock file: either the owner died between mkdir and creating
-            // it, or it is about to create it. Give it a minute.
-            Err(_) => entry
+        let building = entry.file_name().to_string_lossy().starts_with(NEW_PREFIX);
+        let stale = if building {
+            // Being set up right now, or abandoned mid-setup long ago.
+            entry
                 .metadata()
                 .and_then(|m| m.modified())
                 .map(|t| t.elapsed().map(|d| d.as_secs() > 60).unwrap_or(false))
-                .unwrap_or(false),
+                .unwrap_or(false)
+        } else {
+            match File::open(&lock_path) {
+                // SAFETY: flock on an fd we own.
+                Ok(f) => unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 },
+                // Complete scratch dirs always hold a lock file.
+                Err(_) => true,
+            }
         };
         if stale {
             let _ = fs::remove_dir_all(&path);

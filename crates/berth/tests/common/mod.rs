@@ -1,0 +1,129 @@
+//! Shared test helpers: a private store per test and the busybox base image.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+/// A store of its own under a temp dir, removed when the test ends.
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    pub fn new() -> Self {
+        TestStore {
+            dir: tempfile::Builder::new()
+                .prefix("berth-test-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BERTH);
+        c.arg("--root")
+            .arg(self.root())
+            .arg("--runroot")
+            .arg(self.dir.path().join("run"))
+            .args(args)
+            .env_remove("BERTH_ROOT")
+            .env_remove("BERTH_RUNROOT");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Runs and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and insists on failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "berth {args:?} should have failed:\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// Imports the busybox rootfs as `reference`; returns the image id.
+    pub fn import_busybox(&self, reference: &str) -> String {
+        let tar = busybox_rootfs();
+        self.ok(&["import", tar.to_str().unwrap(), reference])
+            .trim()
+            .to_string()
+    }
+
+    /// Files under a store subdirectory (blobs/sha256, layers, tmp).
+    pub fn entries(&self, sub: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.root().join(sub))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+/// The busybox root filesystem tar, built once per run by the same script
+/// the README's demo uses, and shared by every test.
+pub fn busybox_rootfs() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let bb = std::fs::metadata("/bin/busybox")
+            .expect("/bin/busybox is missing: install Debian's busybox-static");
+        let out =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("busybox-rootfs-{}.tar", bb.len()));
+        if !out.exists() {
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-rootfs.sh");
+            let status = Command::new("sh").arg(script).arg(&out).status().unwrap();
+            assert!(status.success(), "building the busybox rootfs failed");
+        }
+        out
+    })
+}
+
+/// A peer tool (skopeo, podman) if installed. CI sets BERTH_REQUIRE_PEERS=1
+/// so a missing peer fails there instead of skipping.
+pub fn peer(tool: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(tool))
+            .find(|c| c.is_file())
+    });
+    if found.is_none() {
+        if std::env::var_os("BERTH_REQUIRE_PEERS").is_some_and(|v| v == "1") {
+            panic!("{tool} is required (BERTH_REQUIRE_PEERS=1) but not installed");
+        }
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}
+
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}

@@ -1,0 +1,240 @@
+//! The store under hostile input, concurrency and killed processes.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{busybox_rootfs, json, TestStore};
+
+/// A tar whose entry escapes the target in `how`.
+fn hostile_tar(how: &str, outside: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut push = |name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        let raw = h.as_old_mut();
+        raw.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(l) = link {
+            raw.linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.extend(std::iter::repeat_n(0, (512 - data.len() % 512) % 512));
+    };
+    let victim = outside.join("victim");
+    let victim = victim.to_str().unwrap();
+    match how {
+        "dotdot" => push(
+            &format!("a/../../../../../../../../../../../../..{victim}"),
+            tar::EntryType::Regular,
+            None,
+            b"pwned",
+        ),
+        "absolute" => push(victim, tar::EntryType::Regular, None, b"pwned"),
+        "symlink" => {
+            push(
+                "escape",
+                tar::EntryType::Symlink,
+                Some(outside.to_str().unwrap()),
+                b"",
+            );
+            push("escape/victim", tar::EntryType::Regular, None, b"pwned");
+        }
+        "hardlink" => push(
+            "h",
+            tar::EntryType::Link,
+            Some(&format!("../../../../../../../../..{victim}")),
+            b"",
+        ),
+        _ => unreachable!(),
+    }
+    out.extend(std::iter::repeat_n(0, 1024));
+    out
+}
+
+#[test]
+fn hostile_layers_are_refused_with_the_entry_named() {
+    let s = TestStore::new();
+    s.import_busybox("keep");
+    let outside = s.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("victim"), b"original").unwrap();
+    for (how, names) in [
+        ("dotdot", "a/../../"),
+        ("absolute", "absolute path"),
+        ("symlink", "escape/victim"),
+        ("hardlink", "\"h\""),
+    ] {
+        let tar = hostile_tar(how, &outside);
+        let file = s.dir.path().join(format!("{how}.tar"));
+        std::fs::write(&file, &tar).unwrap();
+        let err = s.fails(&["import", file.to_str().unwrap(), &format!("evil-{how}")]);
+        assert!(err.contains("refusing to extract"), "{how}: {err}");
+        assert!(err.contains(names), "{how}: {err}");
+        assert_eq!(
+            std::fs::read(outside.join("victim")).unwrap(),
+            b"original",
+            "{how}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            1,
+            "{how}: something was written outside"
+        );
+    }
+    assert_eq!(s.ok(&["images", "--format", "{{.Repository}}"]), "keep\n");
+    assert_eq!(s.entries("layers").len(), 1);
+    assert!(s.entries("tmp").is_empty(), "{:?}", s.entries("tmp"));
+}
+
+#[test]
+fn eight_concurrent_processes_keep_the_store_consistent() {
+    let s = TestStore::new();
+    let tar = busybox_rootfs().to_str().unwrap().to_string();
+    s.import_busybox("base");
+    let mut workers = Vec::new();
+    for i in 0..8 {
+        let mut script = String::new();
+        // Each worker imports, tags, untags and removes, racing the others'
+        // garbage collection over the one layer they all share.
+        for round in 0..3 {
+            let name = format!("w{i}-r{round}");
+            script += &format!(
+                "{b} import -c 'ENV W={i}' {tar} {name} >/dev/null && \
+                 {b} tag {name} shared{i}:r{round} && \
+                 {b} tag base:latest alias{i} && \
+                 {b} rmi {name} >/dev/null && \
+                 {b} rmi alias{i} >/dev/null && ",
+                b = shell_berth(&s),
+            );
+        }
+        script += "true";
+        workers.push(
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    for mut w in workers {
+        assert!(w.wait().unwrap().success(), "a worker failed");
+    }
+    let tags = s.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let mut tags: Vec<&str> = tags.lines().collect();
+    tags.sort();
+    let mut want: Vec<String> = (0..8)
+        .flat_map(|i| (0..3).map(move |r| format!("shared{i}:r{r}")))
+        .collect();
+    want.push("base:latest".into());
+    want.sort();
+    assert_eq!(tags, want);
+    assert_store_consistent(&s);
+}
+
+fn shell_berth(s: &TestStore) -> String {
+    format!(
+        "{} --root {} --runroot {}",
+        common::BERTH,
+        s.root().display(),
+        s.dir.path().join("run").display()
+    )
+}
+
+/// Every image's blobs are present and intact, every blob and layer on
+/// disk belongs to an image, and scratch space is empty.
+fn assert_store_consistent(s: &TestStore) {
+    let ids = s.ok(&["images", "-a", "-q", "--no-trunc"]);
+    let mut wanted_blobs = std::collections::BTreeSet::new();
+    let mut wanted_layers = std::collections::BTreeSet::new();
+    for id in ids.lines() {
+        let v = json(&s.ok(&["inspect", id]))[0].clone();
+        wanted_blobs.insert(id[7..].to_string());
+        wanted_blobs.insert(v["Descriptor"]["digest"].as_str().unwrap()[7..].to_string());
+        for l in v["RootFS"]["Layers"].as_array().unwrap() {
+            let hex = l.as_str().unwrap()[7..].to_string();
+            // Imported layers are stored uncompressed: blob digest = diff id.
+            wanted_blobs.insert(hex.clone());
+            wanted_layers.insert(hex);
+        }
+        // Saving reads and checks every blob.
+        s.ok(&["save", "-o", "/dev/null", id]);
+    }
+    let blobs: std::collections::BTreeSet<String> = s.entries("blobs/sha256").into_iter().collect();
+    let layers: std::collections::BTreeSet<String> = s.entries("layers").into_iter().collect();
+    assert_eq!(blobs, wanted_blobs);
+    assert_eq!(layers, wanted_layers);
+    for b in &blobs {
+        let data = std::fs::read(s.root().join("blobs/sha256").join(b)).unwrap();
+        assert_eq!(&sha256_hex(&data), b, "blob {b} is damaged");
+    }
+    assert!(s.entries("tmp").is_empty(), "{:?}", s.entries("tmp"));
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+#[test]
+fn a_killed_import_or_load_leaves_a_usable_store() {
+    let s = TestStore::new();
+    s.import_busybox("keep");
+    let saved = s.dir.path().join("keep.tar");
+    s.ok(&["save", "-o", saved.to_str().unwrap(), "keep"]);
+    let data = std::fs::read(busybox_rootfs()).unwrap();
+    let archive = std::fs::read(&saved).unwrap();
+    for (args, input) in [
+        (vec!["import", "-", "half"], &data),
+        (vec!["load"], &archive),
+    ] {
+        let mut child = s
+            .cmd(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // Half the input, then the process dies mid-stream.
+        stdin.write_all(&input[..input.len() / 2]).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(stdin);
+        assert!(
+            !s.entries("tmp").is_empty(),
+            "{args:?}: the killed process should have left scratch"
+        );
+        // The next command cleans up and sees the store as before.
+        assert_eq!(
+            s.ok(&["images", "--format", "{{.Repository}}"]),
+            "keep\n",
+            "{args:?}"
+        );
+        assert!(
+            s.entries("tmp").is_empty(),
+            "{args:?}: {:?}",
+            s.entries("tmp")
+        );
+    }
+    assert_store_consistent(&s);
+    // And the store still takes new work.
+    s.import_busybox("after");
+    s.ok(&["load", "-i", saved.to_str().unwrap()]);
+    assert_store_consistent(&s);
+}
