@@ -53,15 +53,21 @@ pub struct Extracted {
     pub size: u64,
 }
 
+/// Counts (and, unless the caller already knows the digest, hashes) the
+/// stream as the tar reader consumes it.
 struct HashRead<R> {
     inner: R,
-    hasher: Hasher,
+    hasher: Option<Hasher>,
+    len: u64,
 }
 
 impl<R: Read> Read for HashRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        self.len += n as u64;
         Ok(n)
     }
 }
@@ -69,9 +75,34 @@ impl<R: Read> Read for HashRead<R> {
 /// Extracts an uncompressed tar stream into `dest` (which must exist), and
 /// digests the stream on the way.
 pub fn extract<R: Read>(reader: R, dest: &Path, opts: &ExtractOptions) -> Result<Extracted, Error> {
+    let (hasher, size) = extract_inner(reader, dest, opts, Some(Hasher::sha256()))?;
+    Ok(Extracted {
+        diff_id: hasher.expect("hasher given").finish(),
+        size,
+    })
+}
+
+/// Like `extract`, for a stream whose digest the caller has already
+/// verified (an uncompressed blob is its own diff id): skips hashing it
+/// again and returns its length.
+pub fn extract_verified<R: Read>(
+    reader: R,
+    dest: &Path,
+    opts: &ExtractOptions,
+) -> Result<u64, Error> {
+    Ok(extract_inner(reader, dest, opts, None)?.1)
+}
+
+fn extract_inner<R: Read>(
+    reader: R,
+    dest: &Path,
+    opts: &ExtractOptions,
+    hasher: Option<Hasher>,
+) -> Result<(Option<Hasher>, u64), Error> {
     let mut archive = tar::Archive::new(HashRead {
         inner: reader,
-        hasher: Hasher::sha256(),
+        hasher,
+        len: 0,
     });
     let mut ex = Extractor {
         dest,
@@ -92,11 +123,7 @@ pub fn extract<R: Read>(reader: R, dest: &Path, opts: &ExtractOptions) -> Result
     // layer's bytes and so of its diff id.
     let mut inner = archive.into_inner();
     io::copy(&mut inner, &mut io::sink()).map_err(Error::Tar)?;
-    let size = inner.hasher.len();
-    Ok(Extracted {
-        diff_id: inner.hasher.finish(),
-        size,
-    })
+    Ok((inner.hasher, inner.len))
 }
 
 struct Extractor<'a> {

@@ -10,7 +10,9 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
 
 pub use berth_oci::media::Compression;
-pub use extract::{extract, is_overlay_whiteout, ExtractOptions, Extracted, Whiteouts};
+pub use extract::{
+    extract, extract_verified, is_overlay_whiteout, ExtractOptions, Extracted, Whiteouts,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -2,12 +2,19 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use berth_layer::{ExtractOptions, Extracted, Whiteouts};
 use berth_oci::Digest;
 
-use crate::{sync_dir, Error, Result, Store};
+use crate::{Error, Result, Store};
+
+fn overlay_opts() -> ExtractOptions {
+    ExtractOptions {
+        whiteouts: Whiteouts::Overlay,
+        ..Default::default()
+    }
+}
 
 impl Store {
     pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
@@ -23,16 +30,8 @@ impl Store {
     /// is known (and matches `expected`), so the cache never holds a partial
     /// or mislabelled layer.
     pub fn unpack_layer<R: Read>(&self, reader: R, expected: Option<&Digest>) -> Result<Extracted> {
-        let work = self.scratch_dir("layer")?;
-        let result = (|| {
-            let got = berth_layer::extract(
-                reader,
-                &work,
-                &ExtractOptions {
-                    whiteouts: Whiteouts::Overlay,
-                    ..Default::default()
-                },
-            )?;
+        self.unpack_with(|work| {
+            let got = berth_layer::extract(reader, work, &overlay_opts())?;
             if let Some(e) = expected {
                 if *e != got.diff_id {
                     return Err(Error::DigestMismatch {
@@ -41,15 +40,38 @@ impl Store {
                     });
                 }
             }
+            Ok(got)
+        })
+    }
+
+    /// Unpacks a stream whose digest the caller has verified to be
+    /// `diff_id` already (an uncompressed blob it just hashed), without
+    /// hashing it a second time.
+    pub fn unpack_verified_layer<R: Read>(&self, reader: R, diff_id: &Digest) -> Result<Extracted> {
+        self.unpack_with(|work| {
+            let size = berth_layer::extract_verified(reader, work, &overlay_opts())?;
+            Ok(Extracted {
+                diff_id: diff_id.clone(),
+                size,
+            })
+        })
+    }
+
+    fn unpack_with(&self, f: impl FnOnce(&Path) -> Result<Extracted>) -> Result<Extracted> {
+        let work = self.scratch_dir("layer")?;
+        let result = f(&work).and_then(|got| {
             let dest = self.layer_dir(&got.diff_id);
+            // No fsync here, unlike blobs: the unpack cache is rebuilt from
+            // the (synced) blobs, and syncing the directory would force the
+            // whole extracted tree to disk, doubling a load's time.
             match fs::rename(&work, &dest) {
-                Ok(()) => sync_dir(&self.root.join("layers"))?,
+                Ok(()) => {}
                 // Another process unpacked the same layer first.
                 Err(e) if dest.is_dir() || e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
                 Err(e) => return Err(Error::io("rename", &dest)(e)),
             }
             Ok(got)
-        })();
+        });
         if work.exists() {
             let _ = fs::remove_dir_all(&work);
         }

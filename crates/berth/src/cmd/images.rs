@@ -412,8 +412,8 @@ fn save_to_file(engine: &berth_engine::Engine, images: &[String], path: &Path) -
     let result = engine
         .save(images, f)
         .map_err(anyhow::Error::from)
-        .and_then(|f| {
-            f.sync_all()?;
+        // No fsync: an export is not store state (Docker does not sync it either).
+        .and_then(|_| {
             fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))
         });
     if result.is_err() {
