@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{busybox_rootfs, json, peer, TestStore};
+use common::{busybox_rootfs, json, peer, run_tool, sha256_hex, TestStore};
 
 fn inspect(s: &TestStore, name: &str) -> serde_json::Value {
     json(&s.ok(&["inspect", name]))[0].clone()
@@ -142,27 +142,10 @@ fn skopeo_reads_both_views() {
         .unwrap()
         .to_string();
     for view in ["oci-archive", "docker-archive"] {
-        let o = Command::new(&skopeo)
-            .args(["inspect", "--config", &format!("{view}:{}", out.display())])
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{view}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let cfg = json(&String::from_utf8(o.stdout).unwrap());
+        let src = format!("{view}:{}", out.display());
+        let cfg = json(&run_tool(&skopeo, &["inspect", "--config", &src]));
         assert_eq!(cfg["rootfs"]["diff_ids"][0], layer.as_str(), "{view}");
-        let o = Command::new(&skopeo)
-            .args(["inspect", &format!("{view}:{}", out.display())])
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{view}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let v = json(&String::from_utf8(o.stdout).unwrap());
+        let v = json(&run_tool(&skopeo, &["inspect", &src]));
         assert_eq!(v["Layers"].as_array().unwrap().len(), 1, "{view}: {v}");
         if view == "oci-archive" {
             assert_eq!(v["Digest"], manifest_digest.as_str());
@@ -233,11 +216,11 @@ fn podman_loads_our_archive() {
 #[test]
 fn loads_old_docker_archives() {
     let rootfs = std::fs::read(busybox_rootfs()).unwrap();
-    let diff = format!("sha256:{}", sha256(&rootfs));
+    let diff = format!("sha256:{}", sha256_hex(&rootfs));
     let config = format!(
         r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":["{diff}","{diff}"]}},"history":[{{"created_by":"a"}},{{"created_by":"b"}}]}}"#
     );
-    let cfg_hex = sha256(config.as_bytes());
+    let cfg_hex = sha256_hex(config.as_bytes());
     let l1 = "1111111111111111111111111111111111111111111111111111111111111111";
     let l2 = "2222222222222222222222222222222222222222222222222222222222222222";
     let manifest = format!(
@@ -293,22 +276,6 @@ fn loads_old_docker_archives() {
     let t = TestStore::new();
     t.ok(&["load", "-i", out.to_str().unwrap()]);
     assert_eq!(inspect(&t, "old:1")["Id"], v["Id"]);
-}
-
-fn sha256(data: &[u8]) -> String {
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 /// Rewrites one member of a saved archive.

@@ -85,7 +85,10 @@ fn import_list_inspect() {
         .unwrap()
         .starts_with("Imported from"));
     // The layer diff id is the digest of the uncompressed tar we imported.
-    let tar_digest = format!("sha256:{}", sha256_file(tar));
+    let tar_digest = format!(
+        "sha256:{}",
+        common::sha256_hex(&std::fs::read(tar).unwrap())
+    );
     assert_eq!(img["RootFS"]["Layers"][0], tar_digest.as_str());
 
     let arch = img["Architecture"].as_str().unwrap().to_string();
@@ -118,19 +121,6 @@ fn import_list_inspect() {
 
     let err = s.fails(&["inspect", "nosuch"]);
     assert!(err.contains("No such image: nosuch"), "{err}");
-}
-
-fn sha256_file(p: &std::path::Path) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(p)
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 #[test]

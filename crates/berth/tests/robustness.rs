@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{busybox_rootfs, json, TestStore};
+use common::{busybox_rootfs, json, sha256_hex, TestStore};
 
 /// A tar whose entry escapes the target in `how`.
 fn hostile_tar(how: &str, outside: &std::path::Path) -> Vec<u8> {
@@ -177,17 +177,6 @@ fn assert_store_consistent(s: &TestStore) {
         assert_eq!(&sha256_hex(&data), b, "blob {b} is damaged");
     }
     assert!(s.entries("tmp").is_empty(), "{:?}", s.entries("tmp"));
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    let mut child = std::process::Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap()[..64].to_string()
 }
 
 #[test]

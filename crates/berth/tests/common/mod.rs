@@ -127,3 +127,29 @@ pub fn peer(tool: &str) -> Option<PathBuf> {
 pub fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
+
+/// Runs a peer tool and insists on success; returns stdout.
+pub fn run_tool(tool: &Path, args: &[&str]) -> String {
+    let o = Command::new(tool).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{} {args:?}: {}",
+        tool.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// sha256 of `data` in hex, by coreutils (an independent implementation
+/// from the one under test).
+pub fn sha256_hex(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
