@@ -517,3 +517,64 @@ impl Engine {
         Ok(self.store.lock(LockMode::Shared)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EngineOptions, ImportOptions};
+
+    fn tiny_layer() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "hi", &b"hi"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// Containers arrive with the next issue; their rows already pin images.
+    #[test]
+    fn rmi_respects_containers() {
+        let t = tempfile::tempdir().unwrap();
+        let e = Engine::open(EngineOptions {
+            root: t.path().join("root"),
+            runroot: t.path().join("run"),
+        })
+        .unwrap();
+        let opts = ImportOptions {
+            reference: Some("a".into()),
+            source: "-".into(),
+            ..Default::default()
+        };
+        let id = e.import(&tiny_layer()[..], &opts).unwrap();
+        e.store
+            .db()
+            .execute(
+                "INSERT INTO containers (id, name, image_id, created, config) VALUES (?1, 'c', ?2, 0, '{}')",
+                ["0123456789abcdef", &id.to_string()],
+            )
+            .unwrap();
+        let err = e
+            .remove_images(&["a".into()], false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("container 0123456789ab is using its referenced image"),
+            "{err}"
+        );
+        let err = e
+            .remove_images(&[id.to_string()], true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("image is being used by container"), "{err}");
+        // -f by name takes the name away but keeps what the container runs on.
+        let out = e.remove_images(&["a".into()], true).unwrap();
+        assert_eq!(out, vec![RemovedItem::Untagged("a:latest".into())]);
+        assert!(e.store.image(&id).unwrap().is_some());
+        assert!(e.store.has_layer(&Digest::sha256_of(&tiny_layer())));
+        // Nor does prune -a take it.
+        let (gone, _) = e.prune_images(true).unwrap();
+        assert!(gone.is_empty(), "{gone:?}");
+    }
+}
