@@ -4,8 +4,11 @@
 #   busybox-static   the base image of the demo and every test
 #   libseccomp-dev, pkg-config   seccomp for the runtime
 #   skopeo, podman   peers the tests check our archives against
+#   runc             the external-runtime path and the bare-runtime benchmark
+#   tini             `run --init` (Docker ships it as docker-init)
+#   procps           `top` reads ps
 set -eu
-pkgs="busybox-static libseccomp-dev pkg-config gcc skopeo podman"
+pkgs="busybox-static libseccomp-dev pkg-config gcc skopeo podman runc tini procps"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -4,17 +4,26 @@
 
 mod archive;
 mod changes;
+pub mod containers;
 mod images;
 mod import;
 mod system;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 
 pub use archive::{LoadedImage, SaveOptions};
 pub use berth_store::GcReport;
+pub use containers::exec::wait_exec;
+pub use containers::monitor::run as run_monitor;
+pub use containers::{
+    AttachOptions, Attached, Container, CopyTarget, CreateOptions, Event, ExecOptions, Frame,
+    LogLine, LogOptions, PsFilter, Status, StopOutcome, TtySize,
+};
 pub use images::{HistoryRow, ImageFilter, ImageSummary, RemovedItem};
 pub use import::ImportOptions;
 pub use system::{cgroup_version, DiskUsage, Info, API_VERSION, VERSION};
+pub use volumes::Volume;
 
 use berth_store::Store;
 
@@ -22,6 +31,16 @@ use berth_store::Store;
 pub enum Error {
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Internal(String),
+    /// The container's process could not start; `code` is Docker's exit
+    /// code for it (125, 126 or 127).
+    #[error("{message}")]
+    StartFailed { message: String, code: i32 },
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]
@@ -50,7 +69,10 @@ pub use berth_store::ErrorKind;
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::NoSuchImage(_) => ErrorKind::NotFound,
+            Error::NoSuchImage(_) | Error::NoSuchContainer(_) | Error::NotFound(_) => {
+                ErrorKind::NotFound
+            }
+            Error::Internal(_) | Error::StartFailed { .. } => ErrorKind::Internal,
             Error::InvalidArgument(_)
             | Error::InvalidArchive(_)
             | Error::Oci(_)

@@ -45,9 +45,21 @@ CREATE TABLE IF NOT EXISTS containers (
     name TEXT NOT NULL UNIQUE,
     image_id TEXT NOT NULL,
     created INTEGER NOT NULL,
-    config TEXT NOT NULL
+    config TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    driver TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    labels TEXT NOT NULL,
+    options TEXT NOT NULL
 );
 ";
+
+/// Bumped whenever SCHEMA changes; `open` skips the DDL when the file is
+/// current, which keeps the write lock out of every command's start.
+const SCHEMA_VERSION: i64 = 2;
 
 pub(crate) fn open(path: &Path) -> Result<Connection> {
     let db = Connection::open(path)?;
@@ -57,7 +69,30 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "NORMAL")?;
     db.pragma_update(None, "foreign_keys", "ON")?;
-    db.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))?;
+    let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version < SCHEMA_VERSION {
+        db.execute_batch("BEGIN IMMEDIATE")?;
+        let migrated = (|| -> rusqlite::Result<()> {
+            db.execute_batch(SCHEMA)?;
+            // Stores from schema 1 have a containers table without state.
+            let has_state: bool = db
+                .prepare("SELECT 1 FROM pragma_table_info('containers') WHERE name = 'state'")?
+                .exists([])?;
+            if !has_state {
+                db.execute_batch(
+                    "ALTER TABLE containers ADD COLUMN state TEXT NOT NULL DEFAULT '{}'",
+                )?;
+            }
+            db.pragma_update(None, "user_version", SCHEMA_VERSION)
+        })();
+        match migrated {
+            Ok(()) => db.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = db.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        }
+    }
     Ok(db)
 }
 

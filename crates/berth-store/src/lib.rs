@@ -15,6 +15,7 @@
 //! under `tmp/`, verified, synced, then renamed into place.
 
 mod blobs;
+mod containers;
 mod db;
 mod gc;
 mod layers;
@@ -25,6 +26,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use blobs::BlobWriter;
+pub use containers::{ContainerRow, VolumeRow};
 pub use db::{ImageRecord, LayerRef, NewImage};
 pub use gc::GcReport;
 pub use lock::{LockGuard, LockMode};

@@ -66,6 +66,51 @@ enum Command {
     System(cmd::system::SystemCommand),
     /// Show the Berth version information
     Version(cmd::system::VersionArgs),
+    /// Create and run a new container from an image
+    Run(cmd::containers::RunArgs),
+    /// Create a new container
+    Create(cmd::containers::CreateArgs),
+    /// Start one or more stopped containers
+    Start(cmd::containers::StartArgs),
+    /// Stop one or more running containers
+    Stop(cmd::containers::StopArgs),
+    /// Restart one or more containers
+    Restart(cmd::containers::StopArgs),
+    /// Kill one or more running containers
+    Kill(cmd::containers::KillArgs),
+    /// Remove one or more containers
+    Rm(cmd::containers::RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(cmd::containers::ContainersArgs),
+    /// Fetch the logs of a container
+    Logs(cmd::containers::LogsArgs),
+    /// Execute a command in a running container
+    Exec(cmd::containers::ExecArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cmd::containers::CpArgs),
+    /// List containers
+    Ps(cmd::containers::PsArgs),
+    /// Display the running processes of a container
+    Top(cmd::containers::TopArgs),
+    /// Display container(s) resource usage statistics
+    Stats(cmd::containers::StatsArgs),
+    /// Pause all processes within one or more containers
+    Pause(cmd::containers::ContainersArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(cmd::containers::ContainersArgs),
+    /// Rename a container
+    Rename(cmd::containers::RenameArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(cmd::containers::AttachArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(cmd::containers::ContainerCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(cmd::volumes::VolumeCommand),
+    /// The per-container monitor (started by Berth itself)
+    #[command(hide = true)]
+    Monitor { id: String },
 }
 
 fn main() -> ExitCode {
@@ -99,6 +144,36 @@ fn main() -> ExitCode {
         Command::Info(a) => cmd::system::info(&ctx, a),
         Command::System(c) => cmd::system::system(&ctx, c),
         Command::Version(a) => cmd::system::version(&ctx, a),
+        Command::Run(a) => cmd::containers::run(&ctx, a),
+        Command::Create(a) => cmd::containers::create(&ctx, a),
+        Command::Start(a) => cmd::containers::start(&ctx, a),
+        Command::Stop(a) => cmd::containers::stop(&ctx, a),
+        Command::Restart(a) => cmd::containers::restart(&ctx, a),
+        Command::Kill(a) => cmd::containers::kill(&ctx, a),
+        Command::Rm(a) => cmd::containers::rm(&ctx, a),
+        Command::Wait(a) => cmd::containers::wait(&ctx, a),
+        Command::Logs(a) => cmd::containers::logs(&ctx, a),
+        Command::Exec(a) => cmd::containers::exec(&ctx, a),
+        Command::Cp(a) => cmd::containers::cp(&ctx, a),
+        Command::Ps(a) => cmd::containers::ps(&ctx, a),
+        Command::Top(a) => cmd::containers::top(&ctx, a),
+        Command::Stats(a) => cmd::containers::stats(&ctx, a),
+        Command::Pause(a) => cmd::containers::pause(&ctx, a),
+        Command::Unpause(a) => cmd::containers::unpause(&ctx, a),
+        Command::Rename(a) => cmd::containers::rename(&ctx, a),
+        Command::Attach(a) => cmd::containers::attach(&ctx, a),
+        Command::Container(c) => cmd::containers::container(&ctx, c),
+        Command::Volume(c) => cmd::volumes::volume(&ctx, c),
+        Command::Monitor { id } => {
+            let code = berth_engine::run_monitor(
+                berth_engine::EngineOptions {
+                    root: ctx.root.clone(),
+                    runroot: ctx.runroot.clone(),
+                },
+                &id,
+            );
+            return ExitCode::from(code as u8);
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

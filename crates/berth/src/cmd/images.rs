@@ -1,7 +1,7 @@
 //! Image commands: import, images, inspect, tag, rmi, history, save, load, prune.
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -461,11 +461,7 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
         } else {
             "WARNING! This will remove all dangling images."
         };
-        print!("{warning}\nAre you sure you want to continue? [y/N] ");
-        io::stdout().flush()?;
-        let mut line = String::new();
-        io::stdin().lock().read_line(&mut line)?;
-        if !matches!(line.trim(), "y" | "Y" | "yes") {
+        if !super::confirm(warning)? {
             return Ok(0);
         }
     }

@@ -1,5 +1,7 @@
+pub mod containers;
 pub mod images;
 pub mod system;
+pub mod volumes;
 
 use std::path::PathBuf;
 
@@ -25,4 +27,14 @@ impl Ctx {
 pub fn isatty(fd: i32) -> bool {
     // SAFETY: isatty only inspects the descriptor.
     unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Docker's prune prompt; true when the user agrees.
+pub fn confirm(warning: &str) -> Result<bool> {
+    use std::io::{BufRead, Write};
+    print!("{warning}\nAre you sure you want to continue? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }

@@ -1,0 +1,821 @@
+//! `create`: turns run options plus the image's config into a container
+//! record, with Docker's rules for ENTRYPOINT/CMD, env, volumes and
+//! limits. Anything a user can get wrong is rejected here, before a
+//! record exists.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use berth_oci::{time, ImageConfig};
+use berth_store::ContainerRow;
+
+use super::{names, Config, Container, HostConfig, MountPoint, RestartPolicy, Spec, State, Ulimit};
+use crate::{Engine, Error, Result};
+
+pub(crate) const DEFAULT_PATH: &str =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What `create`/`run` was asked for, as flags give it.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub image: String,
+    pub name: Option<String>,
+    pub cmd: Vec<String>,
+    /// `--entrypoint`; `Some("")` clears the image's.
+    pub entrypoint: Option<String>,
+    pub env: Vec<String>,
+    pub env_files: Vec<PathBuf>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub tty: bool,
+    pub interactive: bool,
+    /// The creator will attach (run without -d).
+    pub attach: bool,
+    pub auto_remove: bool,
+    pub volumes: Vec<String>,
+    pub mounts: Vec<String>,
+    pub tmpfs: Vec<String>,
+    pub read_only: bool,
+    pub memory: Option<String>,
+    pub memory_swap: Option<String>,
+    pub cpus: Option<f64>,
+    pub cpu_shares: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub security_opt: Vec<String>,
+    pub network: Option<String>,
+    pub init: bool,
+    pub restart: Option<String>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
+    pub labels: Vec<String>,
+    pub ulimits: Vec<String>,
+    pub runtime: Option<String>,
+    pub shm_size: Option<String>,
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidArgument(msg.into())
+}
+
+/// Docker's RAMInBytes: `512m`, `1g`, `100k`, `1024b` or plain bytes,
+/// binary units.
+pub fn parse_bytes(s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').filter(|r| !r.is_empty()).unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| invalid(format!("invalid size: '{s}'")))?;
+    if n < 0.0 {
+        return Err(invalid(format!("invalid size: '{s}'")));
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+fn parse_restart(s: &str) -> Result<RestartPolicy> {
+    let (name, count) = match s.split_once(':') {
+        Some((n, c)) => (n, Some(c)),
+        None => (s, None),
+    };
+    let max = match (name, count) {
+        ("on-failure", Some(c)) => c
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| invalid(format!("invalid restart policy format: maximum retry count must be a positive integer: {c}")))?,
+        (_, Some(_)) => {
+            return Err(invalid(format!(
+                "invalid restart policy format: maximum retry count can only be used with 'on-failure': {s}"
+            )))
+        }
+        _ => 0,
+    };
+    match name {
+        "" | "no" | "always" | "unless-stopped" | "on-failure" => Ok(RestartPolicy {
+            name: if name.is_empty() { "no" } else { name }.to_string(),
+            maximum_retry_count: max,
+        }),
+        _ => Err(invalid(format!(
+            "invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+        ))),
+    }
+}
+
+fn parse_ulimit(s: &str) -> Result<Ulimit> {
+    let bad = || invalid(format!("invalid ulimit argument: {s}"));
+    let (name, vals) = s.split_once('=').ok_or_else(bad)?;
+    const KNOWN: &[&str] = &[
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
+    ];
+    if !KNOWN.contains(&name) {
+        return Err(invalid(format!("invalid ulimit type: {name}")));
+    }
+    let (soft, hard) = match vals.split_once(':') {
+        Some((a, b)) => (a, b),
+        None => (vals, vals),
+    };
+    let num = |v: &str| -> Result<u64> {
+        if v == "-1" || v == "unlimited" {
+            Ok(u64::MAX)
+        } else {
+            v.parse().map_err(|_| bad())
+        }
+    };
+    let (soft, hard) = (num(soft)?, num(hard)?);
+    if soft > hard {
+        return Err(invalid(format!(
+            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        )));
+    }
+    Ok(Ulimit {
+        name: name.to_string(),
+        soft,
+        hard,
+    })
+}
+
+/// `-e KEY=value`, or `-e KEY` to pass the caller's value through.
+fn env_entry(raw: &str, out: &mut Vec<String>) {
+    if raw.contains('=') {
+        set_env(out, raw.to_string());
+    } else if let Ok(v) = std::env::var(raw) {
+        set_env(out, format!("{raw}={v}"));
+    }
+}
+
+pub(crate) fn set_env(env: &mut Vec<String>, entry: String) {
+    let key = entry.split('=').next().unwrap_or("").to_string();
+    match env
+        .iter_mut()
+        .find(|e| e.split('=').next() == Some(key.as_str()))
+    {
+        Some(slot) => *slot = entry,
+        None => env.push(entry),
+    }
+}
+
+fn random_volume_name() -> String {
+    format!(
+        "{:016x}{:016x}{:016x}{:016x}",
+        super::lifecycle::random_u64(),
+        super::lifecycle::random_u64(),
+        super::lifecycle::random_u64(),
+        super::lifecycle::random_u64()
+    )
+}
+
+fn clean_dest(d: &str, what: &str) -> Result<String> {
+    if !d.starts_with('/') {
+        return Err(invalid(format!(
+            "invalid {what}: mount path must be absolute: {d}"
+        )));
+    }
+    let cleaned = berth_layer_clean(d);
+    if cleaned == "/" {
+        return Err(invalid(format!("invalid {what}: destination can't be '/'")));
+    }
+    Ok(cleaned)
+}
+
+/// Lexically cleans an absolute path (no `.`/`..`, no double slashes).
+fn berth_layer_clean(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            x => out.push(x),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+impl Engine {
+    fn parse_volume_flag(&self, spec: &str) -> Result<MountPoint> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (src, dst, mode) = match parts.as_slice() {
+            [d] => ("", *d, ""),
+            [s, d] => (*s, *d, ""),
+            [s, d, m] => (*s, *d, *m),
+            _ => return Err(invalid(format!("invalid volume specification: '{spec}'"))),
+        };
+        let dst = clean_dest(dst, &format!("volume specification: '{spec}'"))
+            .map_err(|_| invalid(format!("invalid volume specification: '{spec}'")))?;
+        let mut rw = true;
+        let mut propagation = "rprivate".to_string();
+        for m in mode.split(',').filter(|m| !m.is_empty()) {
+            match m {
+                "ro" => rw = false,
+                "rw" => rw = true,
+                "z" | "Z" | "nocopy" | "consistent" | "cached" | "delegated" => {}
+                "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
+                    propagation = m.to_string()
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "invalid mode: {m} in volume specification: '{spec}'"
+                    )))
+                }
+            }
+        }
+        if src.starts_with('/') {
+            let src = berth_layer_clean(src);
+            // -v creates a missing host directory, as Docker does.
+            if !Path::new(&src).exists() {
+                std::fs::create_dir_all(&src).map_err(Error::io("create", &src))?;
+            }
+            return Ok(MountPoint {
+                kind: "bind".into(),
+                name: String::new(),
+                source: src,
+                destination: dst,
+                driver: String::new(),
+                mode: mode.to_string(),
+                rw,
+                propagation,
+                tmpfs_options: String::new(),
+                anonymous: false,
+            });
+        }
+        let (name, anonymous) = if src.is_empty() {
+            (random_volume_name(), true)
+        } else {
+            super::super::volumes::validate_name(src)?;
+            (src.to_string(), false)
+        };
+        Ok(MountPoint {
+            kind: "volume".into(),
+            source: String::new(),
+            name,
+            destination: dst,
+            driver: "local".into(),
+            mode: mode.to_string(),
+            rw,
+            propagation: String::new(),
+            tmpfs_options: String::new(),
+            anonymous,
+        })
+    }
+
+    fn parse_mount_flag(&self, spec: &str) -> Result<MountPoint> {
+        let mut kind = "volume".to_string();
+        let mut src = String::new();
+        let mut dst = String::new();
+        let mut rw = true;
+        let mut size = None;
+        let mut mode = None;
+        for field in spec.split(',') {
+            let (k, v) = match field.split_once('=') {
+                Some((k, v)) => (k.trim(), v.trim()),
+                None => (field.trim(), ""),
+            };
+            match k {
+                "type" => kind = v.to_string(),
+                "source" | "src" => src = v.to_string(),
+                "target" | "destination" | "dst" => dst = v.to_string(),
+                "readonly" | "ro" => rw = !matches!(v, "" | "true" | "1"),
+                "tmpfs-size" => size = Some(parse_bytes(v)?),
+                "tmpfs-mode" => mode = Some(v.to_string()),
+                "volume-nocopy" | "bind-propagation" | "consistency" | "volume-driver" => {}
+                _ => return Err(invalid(format!("unexpected key '{k}' in '{field}'"))),
+            }
+        }
+        if dst.is_empty() {
+            return Err(invalid(
+                "invalid mount config: field Target must not be empty",
+            ));
+        }
+        let dst = clean_dest(&dst, "mount config")?;
+        let mut m = MountPoint {
+            kind: kind.clone(),
+            name: String::new(),
+            source: String::new(),
+            destination: dst,
+            driver: String::new(),
+            mode: String::new(),
+            rw,
+            propagation: String::new(),
+            tmpfs_options: String::new(),
+            anonymous: false,
+        };
+        match kind.as_str() {
+            "bind" => {
+                if src.is_empty() {
+                    return Err(invalid(
+                        "invalid mount config for type \"bind\": field Source must not be empty",
+                    ));
+                }
+                if !Path::new(&src).exists() {
+                    return Err(invalid(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+                    )));
+                }
+                m.source = berth_layer_clean(&src);
+                m.propagation = "rprivate".into();
+            }
+            "volume" => {
+                if src.is_empty() {
+                    m.name = random_volume_name();
+                    m.anonymous = true;
+                } else {
+                    super::super::volumes::validate_name(&src)?;
+                    m.name = src;
+                }
+                m.driver = "local".into();
+            }
+            "tmpfs" => {
+                if !src.is_empty() {
+                    return Err(invalid(
+                        "invalid mount config for type \"tmpfs\": field Source must not be specified",
+                    ));
+                }
+                let mut opts = vec![];
+                if let Some(s) = size {
+                    opts.push(format!("size={s}"));
+                }
+                if let Some(md) = mode {
+                    opts.push(format!("mode={md}"));
+                }
+                m.tmpfs_options = opts.join(",");
+            }
+            other => {
+                return Err(invalid(format!(
+                    "invalid mount config: mount type unknown: \"{other}\""
+                )))
+            }
+        }
+        Ok(m)
+    }
+
+    /// Records a new container; nothing runs yet.
+    pub fn create_container(&self, opts: &CreateOptions) -> Result<Container> {
+        let image = self.resolve_image(&opts.image)?;
+        let cfg_bytes = self.store.read_blob(&image.id)?;
+        let img = ImageConfig::from_slice(&cfg_bytes)?;
+        let ic = img.config.clone().unwrap_or_default();
+
+        // ENTRYPOINT / CMD, Docker's way: --entrypoint replaces the image's
+        // and drops its CMD; arguments replace CMD.
+        let (entrypoint, cmd) = match &opts.entrypoint {
+            Some(e) => {
+                let ep = if e.is_empty() {
+                    vec![]
+                } else {
+                    vec![e.clone()]
+                };
+                (ep, opts.cmd.clone())
+            }
+            None => {
+                let cmd = if opts.cmd.is_empty() {
+                    ic.cmd.clone().unwrap_or_default()
+                } else {
+                    opts.cmd.clone()
+                };
+                (ic.entrypoint.clone().unwrap_or_default(), cmd)
+            }
+        };
+        let argv: Vec<String> = entrypoint.iter().chain(cmd.iter()).cloned().collect();
+        if argv.is_empty() {
+            return Err(invalid("No command specified"));
+        }
+
+        if opts.auto_remove
+            && opts
+                .restart
+                .as_deref()
+                .is_some_and(|r| !r.is_empty() && r != "no")
+        {
+            return Err(invalid("Conflicting options: --restart and --rm"));
+        }
+        let restart = parse_restart(opts.restart.as_deref().unwrap_or("no"))?;
+
+        let network = opts.network.clone().unwrap_or_else(|| "none".into());
+        match network.as_str() {
+            "none" | "host" => {}
+            "bridge" | "default" => {
+                return Err(invalid(
+                    "network bridge is not available yet in Berth: use --network none or --network host",
+                ))
+            }
+            n if n.starts_with("container:") => {}
+            n => return Err(Error::NotFound(format!("network {n} not found"))),
+        }
+        let mut network = network;
+        if let Some(other) = network.strip_prefix("container:") {
+            let c = self.container(other)?;
+            network = format!("container:{}", c.id);
+        }
+
+        // Env: the image's, then -e and --env-file in order.
+        let mut env = ic.env.clone().unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, DEFAULT_PATH.to_string());
+        }
+        for f in &opts.env_files {
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                invalid(format!(
+                    "open {}: {}",
+                    f.display(),
+                    e.kind().to_string().to_lowercase()
+                ))
+            })?;
+            for line in text.lines() {
+                let l = line.trim_start();
+                if l.is_empty() || l.starts_with('#') {
+                    continue;
+                }
+                env_entry(l, &mut env);
+            }
+        }
+        for e in &opts.env {
+            if e.starts_with('=') {
+                return Err(invalid(format!("invalid environment variable: {e}")));
+            }
+            env_entry(e, &mut env);
+        }
+        if opts.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+
+        let mut labels: BTreeMap<String, String> = ic.labels.clone().unwrap_or_default();
+        for l in &opts.labels {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            labels.insert(k.to_string(), v.to_string());
+        }
+
+        // Mounts: -v, --mount, --tmpfs; then the image's VOLUMEs that no
+        // mount covers become anonymous volumes.
+        let mut mounts: Vec<MountPoint> = Vec::new();
+        let mut binds = Vec::new();
+        for v in &opts.volumes {
+            let m = self.parse_volume_flag(v)?;
+            if m.kind == "bind" || !m.anonymous {
+                binds.push(v.clone());
+            }
+            mounts.push(m);
+        }
+        for v in &opts.mounts {
+            mounts.push(self.parse_mount_flag(v)?);
+        }
+        let mut tmpfs = BTreeMap::new();
+        for t in &opts.tmpfs {
+            let (dst, o) = t.split_once(':').unwrap_or((t, ""));
+            let dst = clean_dest(dst, "tmpfs")?;
+            tmpfs.insert(dst.clone(), o.to_string());
+            mounts.push(MountPoint {
+                kind: "tmpfs".into(),
+                name: String::new(),
+                source: String::new(),
+                destination: dst,
+                driver: String::new(),
+                mode: String::new(),
+                rw: !o.split(',').any(|x| x == "ro"),
+                propagation: String::new(),
+                tmpfs_options: o.to_string(),
+                anonymous: false,
+            });
+        }
+        for (dst, _) in ic.volumes.clone().unwrap_or_default() {
+            let dst = berth_layer_clean(&dst);
+            if mounts.iter().any(|m| m.destination == dst) {
+                continue;
+            }
+            mounts.push(MountPoint {
+                kind: "volume".into(),
+                name: random_volume_name(),
+                source: String::new(),
+                destination: dst,
+                driver: "local".into(),
+                mode: String::new(),
+                rw: true,
+                propagation: String::new(),
+                tmpfs_options: String::new(),
+                anonymous: true,
+            });
+        }
+        {
+            let mut seen = std::collections::HashSet::new();
+            for m in &mounts {
+                if !seen.insert(m.destination.clone()) {
+                    return Err(invalid(format!("Duplicate mount point: {}", m.destination)));
+                }
+            }
+        }
+
+        let ulimits = opts
+            .ulimits
+            .iter()
+            .map(|u| parse_ulimit(u))
+            .collect::<Result<Vec<_>>>()?;
+        for o in &opts.security_opt {
+            let ok = o == "no-new-privileges"
+                || o == "no-new-privileges:true"
+                || o == "no-new-privileges=true"
+                || o == "no-new-privileges:false"
+                || o == "no-new-privileges=false"
+                || o.starts_with("seccomp=")
+                || o.starts_with("seccomp:")
+                || o.starts_with("label=")
+                || o.starts_with("apparmor=");
+            if !ok {
+                return Err(invalid(format!("invalid --security-opt: \"{o}\"")));
+            }
+            if let Some(path) = o
+                .strip_prefix("seccomp=")
+                .or_else(|| o.strip_prefix("seccomp:"))
+            {
+                if path != "unconfined" {
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        invalid(format!("opening seccomp profile ({path}) failed: {e}"))
+                    })?;
+                    serde_json::from_str::<serde_json::Value>(&text)
+                        .map_err(|e| invalid(format!("decoding seccomp profile failed: {e}")))?;
+                }
+            }
+        }
+        // Caps are checked now so a typo fails create, not start.
+        berth_runtime::spec::capabilities(&opts.cap_add, &opts.cap_drop, opts.privileged)
+            .map_err(|e| invalid(e.to_string()))?;
+
+        let memory = opts
+            .memory
+            .as_deref()
+            .map(parse_bytes)
+            .transpose()?
+            .unwrap_or(0);
+        if memory != 0 && memory < 6 << 20 {
+            return Err(invalid("Minimum memory limit allowed is 6MB"));
+        }
+        let memory_swap = match opts.memory_swap.as_deref() {
+            Some("-1") => -1,
+            Some(s) => parse_bytes(s)?,
+            None => 0,
+        };
+        if memory_swap > 0 && memory == 0 {
+            return Err(invalid(
+                "You should always set the Memory limit when using Memoryswap limit",
+            ));
+        }
+        if memory_swap > 0 && memory_swap < memory {
+            return Err(invalid(
+                "Minimum memoryswap limit should be larger than memory limit, see usage",
+            ));
+        }
+        let nano_cpus = match opts.cpus {
+            Some(c) if c < 0.0 => {
+                return Err(invalid(format!(
+                    "invalid argument \"{c}\" for \"--cpus\" flag"
+                )))
+            }
+            Some(c) => {
+                let max = std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1);
+                if c > max as f64 {
+                    return Err(invalid(format!(
+                        "range of CPUs is from 0.01 to {max}.00, as there are only {max} CPUs available"
+                    )));
+                }
+                (c * 1e9) as i64
+            }
+            None => 0,
+        };
+        let shm_size = opts
+            .shm_size
+            .as_deref()
+            .map(parse_bytes)
+            .transpose()?
+            .unwrap_or(64 << 20) as u64;
+
+        let runtime = match &opts.runtime {
+            Some(r) => r.clone(),
+            None => self.default_runtime(),
+        };
+        // Fail now on a runtime that isn't there.
+        berth_runtime::open(&runtime, &self.runroot().join("runtime"))
+            .map_err(|e| invalid(e.to_string()))?;
+
+        let id = loop {
+            let id = format!(
+                "{:016x}{:016x}{:016x}{:016x}",
+                super::lifecycle::random_u64(),
+                super::lifecycle::random_u64(),
+                super::lifecycle::random_u64(),
+                super::lifecycle::random_u64()
+            );
+            // Ids must never look like a number, or short ids would too.
+            if id[..12].bytes().any(|b| b.is_ascii_alphabetic())
+                && self.store.container(&id)?.is_none()
+            {
+                break id;
+            }
+        };
+        let hostname = opts.hostname.clone().unwrap_or_else(|| {
+            if network == "host" {
+                nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_default()
+            } else {
+                id[..12].to_string()
+            }
+        });
+        if let Some(h) = &opts.hostname {
+            if h.len() > 63 || h.is_empty() {
+                return Err(invalid(format!("invalid hostname format: {h}")));
+            }
+        }
+        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+            env.insert(1.min(env.len()), format!("HOSTNAME={hostname}"));
+        }
+
+        let config = Config {
+            hostname,
+            domainname: String::new(),
+            user: opts.user.clone().or(ic.user.clone()).unwrap_or_default(),
+            attach_stdin: opts.attach && opts.interactive,
+            attach_stdout: opts.attach,
+            attach_stderr: opts.attach,
+            tty: opts.tty,
+            open_stdin: opts.interactive,
+            stdin_once: opts.attach && opts.interactive,
+            env,
+            cmd: if cmd.is_empty() { None } else { Some(cmd) },
+            image: opts.image.clone(),
+            working_dir: opts
+                .workdir
+                .clone()
+                .or(ic.working_dir.clone())
+                .unwrap_or_default(),
+            entrypoint: if entrypoint.is_empty() {
+                None
+            } else {
+                Some(entrypoint)
+            },
+            labels,
+            stop_signal: opts.stop_signal.clone().or(ic.stop_signal.clone()),
+            stop_timeout: opts.stop_timeout,
+        };
+        if !config.working_dir.is_empty() && !config.working_dir.starts_with('/') {
+            return Err(invalid(format!(
+                "the working directory '{}' is invalid, it needs to be an absolute path",
+                config.working_dir
+            )));
+        }
+        if let Some(sig) = &config.stop_signal {
+            super::lifecycle::parse_signal(sig)?;
+        }
+        let host = HostConfig {
+            binds,
+            network_mode: network,
+            restart_policy: restart,
+            auto_remove: opts.auto_remove,
+            cap_add: opts.cap_add.clone(),
+            cap_drop: opts.cap_drop.clone(),
+            privileged: opts.privileged,
+            readonly_rootfs: opts.read_only,
+            security_opt: opts.security_opt.clone(),
+            tmpfs,
+            shm_size,
+            runtime,
+            memory,
+            memory_swap,
+            nano_cpus,
+            cpu_shares: opts.cpu_shares.unwrap_or(0),
+            pids_limit: opts.pids_limit.filter(|p| *p != 0),
+            ulimits,
+            init: opts.init,
+        };
+        let spec = Spec {
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            config,
+            host,
+            mounts,
+            image_id: image.id.to_string(),
+        };
+
+        // Volumes exist before the record that uses them.
+        for m in spec.mounts.iter().filter(|m| m.kind == "volume") {
+            self.ensure_volume(&m.name, m.anonymous)?;
+        }
+
+        let created = time::now_nanos();
+        let state = State::default();
+        let mut attempt = 0;
+        let name = loop {
+            let name = match &opts.name {
+                Some(n) => {
+                    let n = n.strip_prefix('/').unwrap_or(n).to_string();
+                    names::validate(&n)?;
+                    n
+                }
+                None => names::generate(attempt),
+            };
+            let row = ContainerRow {
+                id: id.clone(),
+                name: name.clone(),
+                image_id: image.id.to_string(),
+                created,
+                config: serde_json::to_string(&spec).expect("serialises"),
+                state: serde_json::to_string(&state).expect("serialises"),
+            };
+            match self.store.put_container(&row) {
+                Ok(()) => break name,
+                Err(e) if e.kind() == berth_store::ErrorKind::Conflict => {
+                    if opts.name.is_some() {
+                        let holder = self
+                            .store
+                            .container_by_name(&name)?
+                            .map(|r| r.id)
+                            .unwrap_or_default();
+                        return Err(Error::Conflict(format!(
+                            "Conflict. The container name \"/{name}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
+                        )));
+                    }
+                    attempt += 1;
+                    if attempt > 50 {
+                        return Err(e.into());
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let p = self.paths(&id);
+        for d in [p.dir.join("upper"), p.dir.join("work")] {
+            if let Err(e) = std::fs::create_dir_all(&d) {
+                let _ = self.store.delete_container(&id);
+                return Err(Error::io("create", &d)(e));
+            }
+        }
+        Ok(Container {
+            id,
+            name,
+            image_id: image.id.to_string(),
+            created,
+            spec,
+            state,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_parse_like_docker() {
+        assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("1GB").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("100").unwrap(), 100);
+        assert_eq!(parse_bytes("64k").unwrap(), 64 << 10);
+        assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn restart_policies() {
+        assert_eq!(
+            parse_restart("on-failure:3").unwrap().maximum_retry_count,
+            3
+        );
+        assert_eq!(parse_restart("always").unwrap().name, "always");
+        assert!(parse_restart("always:3").is_err());
+        assert!(parse_restart("sometimes").is_err());
+    }
+
+    #[test]
+    fn ulimits() {
+        let u = parse_ulimit("nofile=1024:2048").unwrap();
+        assert_eq!((u.soft, u.hard), (1024, 2048));
+        assert!(parse_ulimit("nofile=5:1").is_err());
+        assert!(parse_ulimit("bogus=1").is_err());
+    }
+}

@@ -1,0 +1,452 @@
+//! Starting, stopping, signalling and waiting for containers. Starting
+//! means spawning a monitor; everything after that talks to the process
+//! through its pid (with a pidfd, so a recycled pid is never signalled)
+//! or to the monitor through its lock and attach socket.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio as ProcStdio};
+use std::time::Duration;
+
+use berth_runtime::Runtime;
+
+use super::attach::{AttachOptions, Attached, Event, Frame};
+use super::{monitor, Container, Paths, Status, Ulimit};
+use crate::{Engine, Error, Result};
+
+pub(crate) fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom fills the buffer we pass.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != 8 {
+        // Never reached on Linux ≥ 3.17; still, don't hand out zeros.
+        let t = berth_oci::time::now_nanos() as u64;
+        return t ^ (std::process::id() as u64).rotate_left(32);
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// `SIGTERM`, `TERM`, `term` or `15`.
+pub(crate) fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| Error::InvalidArgument(format!("Invalid signal: {s}")))
+}
+
+/// True while a monitor holds the container's lock.
+pub(crate) fn monitor_alive(p: &Paths) -> bool {
+    let Ok(f) = File::open(p.lock()) else {
+        return false;
+    };
+    // SAFETY: flock on our own fd.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    r != 0
+}
+
+/// Takes the monitor lock (waiting if `wait`), so no monitor runs the
+/// container meanwhile.
+pub(crate) fn lock_monitor(p: &Paths, wait: bool) -> Result<Option<File>> {
+    if !p.run.exists() {
+        return Ok(None);
+    }
+    let f = match OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p.lock())
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("open", p.lock())(e)),
+    };
+    let flags = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    // SAFETY: flock on our own fd.
+    if unsafe { libc::flock(f.as_raw_fd(), flags) } != 0 {
+        return Err(Error::Conflict("container is running".into()));
+    }
+    Ok(Some(f))
+}
+
+/// rlimits for --ulimit, refusing values above our own hard limits: a
+/// container cannot raise them (root here lacks CAP_SYS_RESOURCE), and
+/// asking would make the runtime fail with a vaguer error.
+pub(crate) fn rlimits(ulimits: &[Ulimit]) -> Result<Vec<berth_runtime::spec::Rlimit>, String> {
+    let mut out = Vec::new();
+    for u in ulimits {
+        let kind = format!("RLIMIT_{}", u.name.to_ascii_uppercase());
+        let res = match u.name.as_str() {
+            "core" => libc::RLIMIT_CORE,
+            "cpu" => libc::RLIMIT_CPU,
+            "data" => libc::RLIMIT_DATA,
+            "fsize" => libc::RLIMIT_FSIZE,
+            "locks" => libc::RLIMIT_LOCKS,
+            "memlock" => libc::RLIMIT_MEMLOCK,
+            "msgqueue" => libc::RLIMIT_MSGQUEUE,
+            "nice" => libc::RLIMIT_NICE,
+            "nofile" => libc::RLIMIT_NOFILE,
+            "nproc" => libc::RLIMIT_NPROC,
+            "rss" => libc::RLIMIT_RSS,
+            "rtprio" => libc::RLIMIT_RTPRIO,
+            "rttime" => libc::RLIMIT_RTTIME,
+            "sigpending" => libc::RLIMIT_SIGPENDING,
+            "stack" => libc::RLIMIT_STACK,
+            "as" => libc::RLIMIT_AS,
+            _ => return Err(format!("invalid ulimit type: {}", u.name)),
+        };
+        let mut cur = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit fills the struct we pass.
+        unsafe { libc::getrlimit(res, &mut cur) };
+        if u.hard > cur.rlim_max as u64 {
+            return Err(format!(
+                "ulimit {}: hard limit {} is above this host's hard limit {} (raising it needs CAP_SYS_RESOURCE)",
+                u.name,
+                if u.hard == u64::MAX { "unlimited".to_string() } else { u.hard.to_string() },
+                cur.rlim_max
+            ));
+        }
+        out.push(berth_runtime::spec::Rlimit {
+            kind,
+            soft: u.soft,
+            hard: u.hard,
+        });
+    }
+    Ok(out)
+}
+
+/// tini, which Docker ships as docker-init, for `--init`.
+pub(crate) fn init_binary() -> Option<PathBuf> {
+    [
+        "/usr/bin/tini-static",
+        "/usr/bin/docker-init",
+        "/usr/libexec/docker/docker-init",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+fn pidfd_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
+    // SAFETY: plain syscall on an fd we own.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Waits until the process behind `pidfd` exits; false on timeout.
+fn wait_pidfd(pidfd: &OwnedFd, timeout: Option<Duration>) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.map(|t| t.as_millis() as i32).unwrap_or(-1);
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
+}
+
+/// What `stop` did.
+#[derive(Debug, PartialEq)]
+pub enum StopOutcome {
+    NotRunning,
+    Stopped,
+    Killed,
+}
+
+impl Engine {
+    pub(crate) fn default_runtime(&self) -> String {
+        let path = std::env::var_os("BERTH_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/etc/berth/daemon.json"));
+        fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["default-runtime"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "berth".to_string())
+    }
+
+    pub(crate) fn runtime_for(&self, c: &Container) -> Result<Box<dyn Runtime>> {
+        berth_runtime::open(&c.spec.host.runtime, &self.runroot().join("runtime"))
+            .map_err(|e| Error::InvalidArgument(e.to_string()))
+    }
+
+    /// Starts a created or stopped container by spawning its monitor.
+    /// With `attach`, the returned connection carries its output from the
+    /// first byte; without, this returns once the process runs.
+    pub fn start_container(
+        &self,
+        name: &str,
+        attach: Option<AttachOptions>,
+    ) -> Result<(Container, Option<Attached>)> {
+        let c = self.container(name)?;
+        if c.state.status.is_live() {
+            if c.state.status == Status::Paused {
+                return Err(Error::Conflict(format!(
+                    "cannot start a paused container, try unpause instead"
+                )));
+            }
+            return Ok((c, None));
+        }
+        let p = self.paths(&c.id);
+        fs::create_dir_all(&p.run).map_err(Error::io("create", &p.run))?;
+        let (ours, theirs) = UnixStream::pair().map_err(Error::io("socketpair", &p.run))?;
+        let exe = std::env::current_exe().map_err(Error::io("find", "/proc/self/exe"))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("--root")
+            .arg(self.root())
+            .arg("--runroot")
+            .arg(self.runroot())
+            .arg("monitor")
+            .arg(&c.id)
+            .env("BERTH_STARTER", "1")
+            .stdin(ProcStdio::null())
+            .stdout(ProcStdio::null())
+            .stderr(ProcStdio::null());
+        let fd = theirs.as_raw_fd();
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Its own session: the monitor outlives our terminal.
+                libc::setsid();
+                if libc::dup2(fd, monitor::STARTER_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(Error::io("start monitor", "berth"))?;
+        drop(theirs);
+        // Reaped by whoever inherits it; we don't wait on a long-lived
+        // process.
+        std::mem::forget(child);
+        let opts = attach.unwrap_or_default();
+        let mut conn = Attached::new(ours, opts).map_err(Error::io("attach to", &p.run))?;
+        if attach.is_some() {
+            return Ok((c, Some(conn)));
+        }
+        // Detached: wait for the start (or its failure), then let go.
+        loop {
+            match conn.next_frame().map_err(Error::io("attach to", &p.run))? {
+                Some(Frame::Event(Event::Started { .. })) => break,
+                Some(Frame::Event(Event::Error { message, code })) => {
+                    return Err(Error::StartFailed { message, code })
+                }
+                Some(Frame::Event(Event::Exit { .. })) => break,
+                Some(_) => {}
+                None => {
+                    return Err(Error::StartFailed {
+                        message: "container monitor exited before the container started".into(),
+                        code: 125,
+                    })
+                }
+            }
+        }
+        let c = self.container(&c.id)?;
+        Ok((c, None))
+    }
+
+    /// Attaches to a running container's streams.
+    pub fn attach_container(
+        &self,
+        name: &str,
+        opts: AttachOptions,
+    ) -> Result<(Container, Attached)> {
+        let c = self.container(name)?;
+        if c.state.status != Status::Running {
+            return Err(Error::Conflict(
+                "You cannot attach to a stopped container, start it first".into(),
+            ));
+        }
+        let p = self.paths(&c.id);
+        let dir = File::open(&p.run).map_err(Error::io("open", &p.run))?;
+        let sock = UnixStream::connect(monitor::short_socket_path(&dir, "attach.sock"))
+            .map_err(Error::io("attach to", p.run.join("attach.sock")))?;
+        let a = Attached::new(sock, opts).map_err(Error::io("attach to", &p.run))?;
+        Ok((c, a))
+    }
+
+    /// Sends a signal (Docker's `kill`).
+    pub fn kill_container(&self, name: &str, signal: Option<&str>) -> Result<Container> {
+        let c = self.container(name)?;
+        let sig = parse_signal(signal.unwrap_or("KILL"))?;
+        if !matches!(c.state.status, Status::Running | Status::Paused) || c.state.pid == 0 {
+            return Err(Error::Conflict(format!(
+                "cannot kill container: {name}: container {} is not running",
+                c.id
+            )));
+        }
+        let pidfd = monitor::pidfd_open(c.state.pid)
+            .map_err(|e| Error::Conflict(format!("cannot kill container: {name}: {e}")))?;
+        pidfd_signal(&pidfd, sig).map_err(Error::io("signal", format!("pid {}", c.state.pid)))?;
+        if c.state.status == Status::Paused && sig == libc::SIGKILL {
+            let _ = self.runtime_for(&c)?.resume(&c.id);
+        }
+        Ok(c)
+    }
+
+    /// `stop`: the stop signal, then SIGKILL after `timeout` seconds; no
+    /// restart policy brings it back.
+    pub fn stop_container(&self, name: &str, timeout: Option<i64>) -> Result<StopOutcome> {
+        let c = self.container(name)?;
+        let p = self.paths(&c.id);
+        if !c.state.status.is_live() {
+            return Ok(StopOutcome::NotRunning);
+        }
+        let _ = fs::write(p.run.join("stopping"), b"");
+        if c.state.status == Status::Restarting || c.state.pid == 0 {
+            let _ = lock_monitor(&p, true)?;
+            return Ok(StopOutcome::Stopped);
+        }
+        let sig = parse_signal(c.spec.config.stop_signal.as_deref().unwrap_or("SIGTERM"))?;
+        let timeout = timeout.or(c.spec.config.stop_timeout).unwrap_or(10);
+        let Ok(pidfd) = monitor::pidfd_open(c.state.pid) else {
+            let _ = lock_monitor(&p, true)?;
+            return Ok(StopOutcome::Stopped);
+        };
+        let _ = pidfd_signal(&pidfd, sig);
+        if c.state.status == Status::Paused {
+            let _ = self.runtime_for(&c)?.resume(&c.id);
+        }
+        let mut outcome = StopOutcome::Stopped;
+        let graceful =
+            timeout >= 0 && wait_pidfd(&pidfd, Some(Duration::from_secs(timeout as u64)));
+        if !graceful {
+            let _ = pidfd_signal(&pidfd, libc::SIGKILL);
+            wait_pidfd(&pidfd, None);
+            outcome = StopOutcome::Killed;
+        }
+        // The monitor records the exit before it lets go of the lock.
+        let _ = lock_monitor(&p, true)?;
+        Ok(outcome)
+    }
+
+    pub(crate) fn kill_and_wait(&self, c: &Container) -> Result<()> {
+        let p = self.paths(&c.id);
+        let _ = fs::write(p.run.join("stopping"), b"");
+        if c.state.pid > 0 {
+            if let Ok(pidfd) = monitor::pidfd_open(c.state.pid) {
+                let _ = pidfd_signal(&pidfd, libc::SIGKILL);
+                if c.state.status == Status::Paused {
+                    let _ = self.runtime_for(c)?.resume(&c.id);
+                }
+                wait_pidfd(&pidfd, None);
+            }
+        }
+        let _ = lock_monitor(&p, true)?;
+        Ok(())
+    }
+
+    pub fn restart_container(&self, name: &str, timeout: Option<i64>) -> Result<Container> {
+        self.stop_container(name, timeout)?;
+        Ok(self.start_container(name, None)?.0)
+    }
+
+    /// `wait`: blocks until the container stops; returns its exit code.
+    pub fn wait_container(&self, name: &str) -> Result<i32> {
+        let c = self.container(name)?;
+        let p = self.paths(&c.id);
+        let id = c.id.clone();
+        let mut status = c.state.status;
+        let deadline_poll = Duration::from_millis(50);
+        loop {
+            match status {
+                Status::Exited | Status::Dead => break,
+                s if s.is_live() => {
+                    let _ = lock_monitor(&p, true)?;
+                }
+                // Created: wait for someone to start it.
+                _ => std::thread::sleep(deadline_poll),
+            }
+            let c = match self.container(&id) {
+                Ok(c) => c,
+                // Removed meanwhile (--rm): Docker reports what it saw.
+                Err(Error::NoSuchContainer(_)) => return Ok(0),
+                Err(e) => return Err(e),
+            };
+            if c.state.status == Status::Created && c.state.exit_code != 0 {
+                return Ok(c.state.exit_code);
+            }
+            status = c.state.status;
+            if status == Status::Exited {
+                return Ok(c.state.exit_code);
+            }
+        }
+        Ok(self.container(&id)?.state.exit_code)
+    }
+
+    pub fn pause_container(&self, name: &str) -> Result<Container> {
+        let mut c = self.container(name)?;
+        match c.state.status {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(Error::Conflict(format!(
+                    "Container {} is already paused",
+                    c.id
+                )))
+            }
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "Container {} is not running",
+                    c.id
+                )))
+            }
+        }
+        self.runtime_for(&c)?
+            .pause(&c.id)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        c.state.status = Status::Paused;
+        self.save_state(&c)?;
+        Ok(c)
+    }
+
+    pub fn unpause_container(&self, name: &str) -> Result<Container> {
+        let mut c = self.container(name)?;
+        if c.state.status != Status::Paused {
+            return Err(Error::Conflict(format!("Container {} is not paused", c.id)));
+        }
+        self.runtime_for(&c)?
+            .resume(&c.id)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        c.state.status = Status::Running;
+        self.save_state(&c)?;
+        Ok(c)
+    }
+
+    /// Removes a container from inside its own monitor (which already
+    /// holds the lock).
+    pub(crate) fn destroy_locked(&self, c: &Container, volumes: bool) -> Result<()> {
+        self.destroy_inner(c, volumes)
+    }
+}

@@ -1,0 +1,666 @@
+//! Containers: what is recorded about each one, how a name or id prefix
+//! finds it, and the operations that only touch records (list, inspect,
+//! rename, remove, prune). Running them is in `lifecycle` and `monitor`.
+
+mod attach;
+mod create;
+pub mod exec;
+mod files;
+mod lifecycle;
+mod logs;
+pub(crate) mod monitor;
+mod names;
+mod rootfs;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+
+use berth_oci::time;
+use berth_store::ContainerRow;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+pub use attach::{AttachOptions, Attached, Event, Frame, TtySize};
+pub use create::{parse_bytes, CreateOptions};
+pub use exec::ExecOptions;
+pub use files::CopyTarget;
+pub(crate) use lifecycle::random_u64;
+pub use lifecycle::StopOutcome;
+pub use logs::{LogLine, LogOptions};
+
+use crate::{Engine, Error, Result};
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Docker's `Config` of a container, as inspect shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Config {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub env: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    pub image: String,
+    pub working_dir: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestartPolicy {
+    pub name: String,
+    pub maximum_retry_count: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Docker's `HostConfig`, the part of it Berth acts on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostConfig {
+    pub binds: Vec<String>,
+    pub network_mode: String,
+    pub restart_policy: RestartPolicy,
+    pub auto_remove: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    pub security_opt: Vec<String>,
+    pub tmpfs: BTreeMap<String, String>,
+    pub shm_size: u64,
+    pub runtime: String,
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub pids_limit: Option<i64>,
+    pub ulimits: Vec<Ulimit>,
+    pub init: bool,
+}
+
+/// One mount of a container, as inspect's `Mounts` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountPoint {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub source: String,
+    pub destination: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    pub mode: String,
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    pub propagation: String,
+    /// tmpfs options (size, mode), as mount(8) takes them.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tmpfs_options: String,
+    /// A volume made for this container alone (`-v /data`, or an image
+    /// VOLUME); `rm -v` and `run --rm` remove it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub anonymous: bool,
+}
+
+/// Everything decided at create time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Spec {
+    pub path: String,
+    pub args: Vec<String>,
+    pub config: Config,
+    pub host: HostConfig,
+    pub mounts: Vec<MountPoint>,
+    /// The image's own config (for its layers' order and history).
+    pub image_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// A monitor is (or should be) looking after it.
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Running | Status::Paused | Status::Restarting)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    #[serde(default)]
+    pub status: Status,
+    #[serde(default)]
+    pub pid: i32,
+    #[serde(default)]
+    pub exit_code: i32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// Nanoseconds since the epoch; 0 = never.
+    #[serde(default)]
+    pub started_at: i64,
+    #[serde(default)]
+    pub finished_at: i64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub oom_killed: bool,
+    #[serde(default)]
+    pub restart_count: i64,
+    #[serde(default)]
+    pub monitor_pid: i32,
+}
+
+/// A container as the engine sees it.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub image_id: String,
+    pub created: i64,
+    pub spec: Spec,
+    pub state: State,
+}
+
+impl Container {
+    fn from_row(row: ContainerRow) -> Result<Container> {
+        let spec = serde_json::from_str(&row.config).map_err(|e| {
+            Error::Internal(format!("container {}: bad config record: {e}", row.id))
+        })?;
+        let state = serde_json::from_str(&row.state)
+            .map_err(|e| Error::Internal(format!("container {}: bad state record: {e}", row.id)))?;
+        Ok(Container {
+            id: row.id,
+            name: row.name,
+            image_id: row.image_id,
+            created: row.created,
+            spec,
+            state,
+        })
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+
+    /// The command column: path and args joined, as Docker shows it.
+    pub fn command(&self) -> String {
+        let mut parts = vec![self.spec.path.clone()];
+        parts.extend(self.spec.args.iter().cloned());
+        parts.join(" ")
+    }
+
+    /// Docker's STATUS column: `Up 2 seconds`, `Exited (0) 3 minutes ago`.
+    pub fn status_text(&self) -> String {
+        let s = &self.state;
+        match s.status {
+            Status::Created => "Created".into(),
+            Status::Running | Status::Paused => {
+                let up = format!("Up {}", since(s.started_at));
+                if s.status == Status::Paused {
+                    format!("{up} (Paused)")
+                } else {
+                    up
+                }
+            }
+            Status::Restarting => {
+                format!("Restarting ({}) {} ago", s.exit_code, since(s.finished_at))
+            }
+            Status::Removing => "Removal In Progress".into(),
+            Status::Exited => format!("Exited ({}) {} ago", s.exit_code, since(s.finished_at)),
+            Status::Dead => "Dead".into(),
+        }
+    }
+}
+
+fn since(nanos: i64) -> String {
+    let d = (time::now_nanos() - nanos).max(0) as u64;
+    time::human_duration(std::time::Duration::from_nanos(d))
+}
+
+/// `ps -f` filters.
+#[derive(Debug, Default, Clone)]
+pub struct PsFilter {
+    pub status: Vec<String>,
+    pub name: Vec<String>,
+    pub id: Vec<String>,
+    pub label: Vec<(String, Option<String>)>,
+    pub ancestor: Vec<String>,
+    pub exited: Vec<i32>,
+    pub before: Option<String>,
+    pub since: Option<String>,
+}
+
+impl PsFilter {
+    pub fn parse(filters: &[String]) -> Result<PsFilter> {
+        let mut f = PsFilter::default();
+        for raw in filters {
+            let Some((key, value)) = raw.split_once('=') else {
+                return Err(Error::InvalidArgument(format!(
+                    "bad format of filter (expected name=value): {raw}"
+                )));
+            };
+            let value = value.to_string();
+            match key {
+                "status" => {
+                    const KNOWN: &[&str] = &[
+                        "created",
+                        "restarting",
+                        "running",
+                        "removing",
+                        "paused",
+                        "exited",
+                        "dead",
+                    ];
+                    if !KNOWN.contains(&value.as_str()) {
+                        return Err(Error::InvalidArgument(format!(
+                            "invalid filter 'status={value}'"
+                        )));
+                    }
+                    f.status.push(value)
+                }
+                "name" => f.name.push(value),
+                "id" => f.id.push(value),
+                "label" => f.label.push(match value.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (value, None),
+                }),
+                "ancestor" => f.ancestor.push(value),
+                "exited" => f.exited.push(value.parse().map_err(|_| {
+                    Error::InvalidArgument(format!("invalid filter 'exited={value}'"))
+                })?),
+                "before" => f.before = Some(value),
+                "since" => f.since = Some(value),
+                _ => return Err(Error::InvalidArgument(format!("invalid filter '{key}'"))),
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Where a container's files live.
+pub(crate) struct Paths {
+    /// `<root>/containers/<id>`: upper and work dirs, logs, /etc files.
+    pub dir: PathBuf,
+    /// `<runroot>/containers/<id>`: bundle, rootfs mount point, sockets.
+    pub run: PathBuf,
+}
+
+impl Paths {
+    pub fn rootfs(&self) -> PathBuf {
+        self.run.join("rootfs")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("container.log")
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.run.join("monitor.lock")
+    }
+}
+
+impl Engine {
+    pub(crate) fn paths(&self, id: &str) -> Paths {
+        Paths {
+            dir: self.root().join("containers").join(id),
+            run: self.runroot().join("containers").join(id),
+        }
+    }
+
+    fn load_container(&self, row: ContainerRow) -> Result<Container> {
+        let mut c = Container::from_row(row)?;
+        self.reconcile(&mut c)?;
+        Ok(c)
+    }
+
+    /// A container recorded as running whose monitor is gone (killed, or
+    /// the machine rebooted and emptied the run dir) is exited, never a
+    /// phantom running one. Docker reports such containers as 255.
+    fn reconcile(&self, c: &mut Container) -> Result<()> {
+        if !c.state.status.is_live() || lifecycle::monitor_alive(&self.paths(&c.id)) {
+            return Ok(());
+        }
+        c.state.status = Status::Exited;
+        if c.state.finished_at == 0 || c.state.finished_at < c.state.started_at {
+            c.state.exit_code = 255;
+            c.state.finished_at = time::now_nanos();
+        }
+        c.state.pid = 0;
+        c.state.monitor_pid = 0;
+        self.save_state(c)?;
+        Ok(())
+    }
+
+    pub(crate) fn save_state(&self, c: &Container) -> Result<bool> {
+        let s = serde_json::to_string(&c.state).expect("state serialises");
+        Ok(self.store.set_container_state(&c.id, &s)?)
+    }
+
+    /// Finds a container by full id, name, or unique id prefix.
+    pub fn container(&self, name: &str) -> Result<Container> {
+        let name = name.strip_prefix('/').unwrap_or(name);
+        if let Some(row) = self.store.container(name)? {
+            return self.load_container(row);
+        }
+        if let Some(row) = self.store.container_by_name(name)? {
+            return self.load_container(row);
+        }
+        let is_hex = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if is_hex {
+            let ids = self.store.container_ids_with_prefix(name)?;
+            match ids.len() {
+                0 => {}
+                1 => {
+                    let row = self
+                        .store
+                        .container(&ids[0])?
+                        .ok_or_else(|| Error::NoSuchContainer(name.to_string()))?;
+                    return self.load_container(row);
+                }
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "multiple containers found with provided prefix: {name}"
+                    )))
+                }
+            }
+        }
+        Err(Error::NoSuchContainer(name.to_string()))
+    }
+
+    /// Containers for `ps`, newest first.
+    pub fn list_containers(&self, all: bool, filter: &PsFilter) -> Result<Vec<Container>> {
+        let rows = self.store.containers()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.load_container(row)?);
+        }
+        let created_of = |name: &str| -> Result<i64> { Ok(self.container(name)?.created) };
+        let before = filter.before.as_deref().map(created_of).transpose()?;
+        let since = filter.since.as_deref().map(created_of).transpose()?;
+        let ancestors: Vec<String> = filter
+            .ancestor
+            .iter()
+            .filter_map(|a| self.resolve_image(a).ok().map(|i| i.id.to_string()))
+            .collect();
+        // Status filters name what they want; without one, -a decides.
+        let all = all || !filter.status.is_empty() || !filter.exited.is_empty();
+        out.retain(|c| {
+            let st = c.state.status;
+            (all || st.is_live())
+                && (filter.status.is_empty() || filter.status.iter().any(|s| s == st.as_str()))
+                && (filter.name.is_empty()
+                    || filter.name.iter().any(|n| c.name.contains(n.as_str())))
+                && (filter.id.is_empty() || filter.id.iter().any(|i| c.id.starts_with(i.as_str())))
+                && filter.label.iter().all(|(k, v)| {
+                    c.spec
+                        .config
+                        .labels
+                        .get(k)
+                        .is_some_and(|have| v.as_ref().is_none_or(|v| v == have))
+                })
+                && (filter.ancestor.is_empty() || ancestors.contains(&c.image_id))
+                && (filter.exited.is_empty()
+                    || (st == Status::Exited && filter.exited.contains(&c.state.exit_code)))
+                && before.is_none_or(|b| c.created < b)
+                && since.is_none_or(|s| c.created > s)
+        });
+        Ok(out)
+    }
+
+    /// Bytes written to a container's upper layer (`ps -s`).
+    pub fn container_size(&self, c: &Container) -> u64 {
+        dir_size(&self.paths(&c.id).dir.join("upper"))
+    }
+
+    /// Docker's inspect document.
+    pub fn inspect_container(&self, c: &Container) -> Result<Value> {
+        let p = self.paths(&c.id);
+        let s = &c.state;
+        let t = |n: i64| {
+            if n == 0 {
+                "0001-01-01T00:00:00Z".to_string()
+            } else {
+                time::format_rfc3339(n)
+            }
+        };
+        let layers = self.image_layer_dirs(&c.image_id)?;
+        let lower: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
+        let mut host = serde_json::to_value(&c.spec.host).expect("serialises");
+        host["Tmpfs"] = json!(c.spec.host.tmpfs);
+        let mounts: Vec<Value> = c
+            .spec
+            .mounts
+            .iter()
+            .map(|m| {
+                let mut v = serde_json::to_value(m).expect("serialises");
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("Anonymous");
+                    o.remove("TmpfsOptions");
+                }
+                if m.kind == "volume" && v.get("Driver").is_none() {
+                    v["Driver"] = json!("local");
+                }
+                v
+            })
+            .collect();
+        let network = json!({
+            "Bridge": "",
+            "SandboxID": "",
+            "Ports": {},
+            "SandboxKey": if c.spec.host.network_mode == "host" { "".to_string() } else if s.pid > 0 { format!("/proc/{}/ns/net", s.pid) } else { String::new() },
+            "Gateway": "",
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "MacAddress": "",
+            "Networks": {
+                c.spec.host.network_mode.clone(): {
+                    "NetworkID": "",
+                    "EndpointID": "",
+                    "Gateway": "",
+                    "IPAddress": "",
+                    "IPPrefixLen": 0,
+                    "MacAddress": "",
+                }
+            }
+        });
+        Ok(json!({
+            "Id": c.id,
+            "Created": time::format_rfc3339(c.created),
+            "Path": c.spec.path,
+            "Args": c.spec.args,
+            "State": {
+                "Status": s.status.as_str(),
+                "Running": matches!(s.status, Status::Running | Status::Paused),
+                "Paused": s.status == Status::Paused,
+                "Restarting": s.status == Status::Restarting,
+                "OOMKilled": s.oom_killed,
+                "Dead": s.status == Status::Dead,
+                "Pid": s.pid,
+                "ExitCode": s.exit_code,
+                "Error": s.error,
+                "StartedAt": t(s.started_at),
+                "FinishedAt": t(s.finished_at),
+            },
+            "Image": c.image_id,
+            "ResolvConfPath": p.dir.join("resolv.conf"),
+            "HostnamePath": p.dir.join("hostname"),
+            "HostsPath": p.dir.join("hosts"),
+            "LogPath": p.log(),
+            "Name": format!("/{}", c.name),
+            "RestartCount": s.restart_count,
+            "Driver": "overlay2",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "HostConfig": host,
+            "GraphDriver": {
+                "Name": "overlay2",
+                "Data": {
+                    "LowerDir": lower.join(":"),
+                    "MergedDir": p.rootfs(),
+                    "UpperDir": p.dir.join("upper"),
+                    "WorkDir": p.dir.join("work"),
+                }
+            },
+            "Mounts": mounts,
+            "Config": c.spec.config,
+            "NetworkSettings": network,
+        }))
+    }
+
+    pub fn rename_container(&self, name: &str, new_name: &str) -> Result<()> {
+        let c = self.container(name)?;
+        let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
+        names::validate(new_name)?;
+        if c.name == new_name {
+            return Err(Error::InvalidArgument(
+                "Renaming a container with the same name as its current name".into(),
+            ));
+        }
+        self.store
+            .rename_container(&c.id, new_name)
+            .map_err(|e| match e.kind() {
+                berth_store::ErrorKind::Conflict => Error::Conflict(format!(
+                    "Conflict. The container name \"/{new_name}\" is already in use. You have to remove (or rename) that container to be able to reuse that name."
+                )),
+                _ => e.into(),
+            })
+    }
+
+    /// `rm`: refuses a running container unless `force`, which kills it
+    /// first. `volumes` also removes its anonymous volumes.
+    pub fn remove_container(&self, name: &str, force: bool, volumes: bool) -> Result<String> {
+        let c = self.container(name)?;
+        if c.state.status.is_live() {
+            if !force {
+                let what = if c.state.status == Status::Paused {
+                    "paused"
+                } else {
+                    "running"
+                };
+                return Err(Error::Conflict(format!(
+                    "cannot remove container \"/{}\": container is {what}: stop the container before removing or force remove",
+                    c.name
+                )));
+            }
+            self.kill_and_wait(&c)?;
+        }
+        self.destroy(&c, volumes)?;
+        Ok(c.id)
+    }
+
+    /// Removes every trace of a stopped container.
+    pub(crate) fn destroy(&self, c: &Container, volumes: bool) -> Result<()> {
+        let p = self.paths(&c.id);
+        // A monitor that is still winding down holds the lock; wait for it
+        // so we never pull the rootfs from under its cleanup.
+        let _lock = lifecycle::lock_monitor(&p, true)?;
+        self.destroy_inner(c, volumes)
+    }
+
+    pub(crate) fn destroy_inner(&self, c: &Container, volumes: bool) -> Result<()> {
+        let p = self.paths(&c.id);
+        rootfs::unmount(&p.rootfs());
+        if let Ok(rt) = self.runtime_for(c) {
+            let _ = rt.delete(&c.id);
+        }
+        self.store.delete_container(&c.id)?;
+        let _ = fs::remove_dir_all(&p.run);
+        remove_tree(&p.dir)?;
+        if volumes {
+            for m in c.spec.mounts.iter().filter(|m| m.anonymous) {
+                let _ = self.remove_volume(&m.name, true);
+            }
+        }
+        Ok(())
+    }
+
+    /// `container prune`: removes every stopped container.
+    pub fn prune_containers(&self) -> Result<(Vec<String>, u64)> {
+        let mut gone = Vec::new();
+        let mut bytes = 0;
+        for c in self.list_containers(true, &PsFilter::default())? {
+            if matches!(
+                c.state.status,
+                Status::Exited | Status::Created | Status::Dead
+            ) {
+                bytes += self.container_size(&c);
+                self.destroy(&c, false)?;
+                gone.push(c.id);
+            }
+        }
+        Ok((gone, bytes))
+    }
+}
+
+/// Removes a directory tree that may hold read-only dirs or files with
+/// immutable-looking modes, as an upper layer can.
+pub(crate) fn remove_tree(p: &std::path::Path) -> Result<()> {
+    match fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", p)(e)),
+    }
+}
+
+pub(crate) fn dir_size(p: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if md.is_file() {
+                total += md.size();
+            }
+        }
+    }
+    total
+}

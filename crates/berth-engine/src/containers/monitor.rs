@@ -1,0 +1,1025 @@
+//! The monitor: `berth monitor <id>`, one small single-threaded process per
+//! running container. It mounts the rootfs, creates the container through
+//! the runtime, owns its stdio (pipes or a pty), writes the log, serves
+//! attach clients, reaps the init, records the exit, applies the restart
+//! policy and removes `--rm` containers.
+//!
+//! One poll(2) loop, no threads: libcontainer clones from this process,
+//! and a thread-free process keeps the monitor small.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_oci::time;
+use berth_runtime::spec::{self as rspec, BundleSpec, NetworkMode, Seccomp};
+use berth_runtime::{cgroup::Cgroup, Stdio};
+
+use super::attach::{self, AttachOptions, Event, TtySize};
+use super::rootfs::{self, check_executable, lookup_user};
+use super::{Container, Paths, Status};
+use crate::{Engine, EngineOptions, Error, Result};
+
+/// The starter's end of the socketpair arrives as this fd.
+pub const STARTER_FD: RawFd = 3;
+
+struct Client {
+    sock: UnixStream,
+    opts: Option<AttachOptions>,
+    buf: Vec<u8>,
+    /// The `run`/`start -a` that started us: its stdin EOF closes the
+    /// container's stdin.
+    starter: bool,
+}
+
+/// CRI log lines: `<time> <stream> <F|P> <text>`; P marks a partial line.
+struct LogWriter {
+    file: File,
+    partial: [Vec<u8>; 2],
+}
+
+impl LogWriter {
+    fn write(&mut self, stream: usize, mut data: &[u8]) {
+        let name = if stream == 0 { "stdout" } else { "stderr" };
+        let mut out = Vec::new();
+        let now = time::format_rfc3339(time::now_nanos());
+        while let Some(i) = data.iter().position(|b| *b == b'\n') {
+            let p = &mut self.partial[stream];
+            out.extend_from_slice(format!("{now} {name} F ").as_bytes());
+            out.append(p);
+            out.extend_from_slice(&data[..i]);
+            out.push(b'\n');
+            data = &data[i + 1..];
+        }
+        self.partial[stream].extend_from_slice(data);
+        if self.partial[stream].len() >= 16 * 1024 {
+            self.flush_partial(stream, &mut out, &now);
+        }
+        if !out.is_empty() {
+            let _ = self.file.write_all(&out);
+        }
+    }
+
+    fn flush_partial(&mut self, stream: usize, out: &mut Vec<u8>, now: &str) {
+        let name = if stream == 0 { "stdout" } else { "stderr" };
+        if self.partial[stream].is_empty() {
+            return;
+        }
+        out.extend_from_slice(format!("{now} {name} P ").as_bytes());
+        out.append(&mut self.partial[stream]);
+        out.push(b'\n');
+    }
+
+    fn finish(&mut self) {
+        let now = time::format_rfc3339(time::now_nanos());
+        let mut out = Vec::new();
+        self.flush_partial(0, &mut out, &now);
+        self.flush_partial(1, &mut out, &now);
+        let _ = self.file.write_all(&out);
+    }
+}
+
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for its length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for its length.
+    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    Ok((r, w))
+}
+
+pub(crate) fn set_winsize(fd: RawFd, size: TtySize) {
+    let ws = libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize we own.
+    unsafe {
+        libc::ioctl(fd, libc::TIOCSWINSZ, &ws);
+    }
+}
+
+/// Receives the pty master a runtime sends over a console socket.
+pub(crate) fn recv_console(listener: &UnixListener) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let (conn, _) = listener.accept()?;
+    let mut buf = [0u8; 4096];
+    let mut iov = [io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .map_err(io::Error::from)?;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: SCM_RIGHTS gave us a new fd.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(io::Error::other(
+        "runtime sent no pty over the console socket",
+    ))
+}
+
+/// A path to `name` inside `dir` short enough for a socket address,
+/// whatever the length of `dir`: through our own fd for the directory.
+pub(crate) fn short_socket_path(dir: &File, name: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "/proc/{}/fd/{}/{name}",
+        std::process::id(),
+        dir.as_raw_fd()
+    ))
+}
+
+/// How one run of the process ended.
+struct Ended {
+    code: i32,
+    oom: bool,
+}
+
+struct Monitor<'a> {
+    engine: &'a Engine,
+    c: Container,
+    paths: Paths,
+    run_dir: File,
+    listener: UnixListener,
+    clients: Vec<Client>,
+    log: LogWriter,
+    size: Option<TtySize>,
+}
+
+/// Entry point of `berth monitor <id>`. Returns the monitor's exit code.
+pub fn run(opts: EngineOptions, id: &str) -> i32 {
+    // Nothing we write to may kill us: clients come and go.
+    // SAFETY: setting a signal disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    // SAFETY: fd 3 is the starter's socket when BERTH_STARTER is set.
+    let starter =
+        std::env::var_os("BERTH_STARTER").map(|_| unsafe { UnixStream::from_raw_fd(STARTER_FD) });
+    std::env::remove_var("BERTH_STARTER");
+    match monitor(opts, id, starter) {
+        Ok(()) => 0,
+        Err((e, mut starter)) => {
+            if let Some(s) = starter.as_mut() {
+                let _ = s.write_all(&attach::encode_event(&Event::Error {
+                    message: e.to_string(),
+                    code: 125,
+                }));
+            }
+            1
+        }
+    }
+}
+
+type Failure = (Error, Option<UnixStream>);
+
+fn monitor(opts: EngineOptions, id: &str, starter: Option<UnixStream>) -> Result<(), Failure> {
+    let engine = match Engine::open(opts) {
+        Ok(e) => e,
+        Err(e) => return Err((e, starter)),
+    };
+    let c = match engine.container(id) {
+        Ok(c) => c,
+        Err(e) => return Err((e, starter)),
+    };
+    let paths = engine.paths(&c.id);
+    let setup = (|| -> Result<(File, File, UnixListener, LogWriter)> {
+        fs::create_dir_all(&paths.run).map_err(Error::io("create", &paths.run))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(paths.lock())
+            .map_err(Error::io("open", paths.lock()))?;
+        // SAFETY: flock on our own fd.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(Error::Conflict(format!(
+                "container {} is already running",
+                c.short_id()
+            )));
+        }
+        let run_dir = File::open(&paths.run).map_err(Error::io("open", &paths.run))?;
+        let sock = paths.run.join("attach.sock");
+        let _ = fs::remove_file(&sock);
+        let listener = UnixListener::bind(short_socket_path(&run_dir, "attach.sock"))
+            .map_err(Error::io("listen on", &sock))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(Error::io("listen on", &sock))?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(paths.log())
+            .map_err(Error::io("open", paths.log()))?;
+        Ok((
+            lock,
+            run_dir,
+            listener,
+            LogWriter {
+                file: log,
+                partial: [vec![], vec![]],
+            },
+        ))
+    })();
+    let (_lock, run_dir, listener, log) = match setup {
+        Ok(v) => v,
+        Err(e) => return Err((e, starter)),
+    };
+    // Orphans of the container (and an external runtime's init) become
+    // ours to reap.
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+    let mut m = Monitor {
+        engine: &engine,
+        c,
+        paths,
+        run_dir,
+        listener,
+        clients: Vec::new(),
+        log,
+        size: None,
+    };
+    if let Some(s) = starter {
+        m.add_client(s, true);
+        // The starter says what it wants (and its window size) first.
+        m.read_hello_blocking();
+    }
+    m.supervise();
+    Ok(())
+}
+
+impl Monitor<'_> {
+    fn add_client(&mut self, sock: UnixStream, starter: bool) {
+        self.clients.push(Client {
+            sock,
+            opts: None,
+            buf: Vec::new(),
+            starter,
+        });
+    }
+
+    fn read_hello_blocking(&mut self) {
+        let Some(c) = self.clients.last_mut() else {
+            return;
+        };
+        let _ = c.sock.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut chunk = [0u8; 4096];
+        while c.opts.is_none() {
+            match io::Read::read(&mut c.sock, &mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+            }
+            // Handle hello (and a resize that follows it) right away.
+            while let Ok(Some((kind, payload))) = attach::take_frame(&mut c.buf) {
+                match kind {
+                    attach::HELLO => c.opts = serde_json::from_slice(&payload).ok(),
+                    attach::RESIZE => self.size = serde_json::from_slice(&payload).ok(),
+                    _ => {}
+                }
+            }
+        }
+        let _ = c.sock.set_read_timeout(None);
+    }
+
+    fn broadcast_event(&mut self, e: &Event) {
+        let frame = attach::encode_event(e);
+        self.clients
+            .retain_mut(|c| c.sock.write_all(&frame).is_ok());
+    }
+
+    fn save(&self) {
+        let _ = self.engine.save_state(&self.c);
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.paths.run.join("stopping").exists()
+    }
+
+    /// Runs the container until it ends for good (restart policy), then
+    /// cleans up.
+    fn supervise(&mut self) {
+        let _ = fs::remove_file(self.paths.run.join("stopping"));
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            match self.run_once() {
+                Err((message, code)) => {
+                    // Could not start: the container stays as it was
+                    // (Created for a new one), with the error recorded.
+                    self.c.state.error = message.clone();
+                    self.c.state.exit_code = code;
+                    self.c.state.pid = 0;
+                    self.c.state.monitor_pid = 0;
+                    if self.c.state.status.is_live() {
+                        self.c.state.status = Status::Exited;
+                        self.c.state.finished_at = time::now_nanos();
+                    }
+                    self.save();
+                    self.cleanup_run();
+                    if self.c.spec.host.auto_remove {
+                        let _ = self.engine.destroy_locked(&self.c, true);
+                    }
+                    self.broadcast_event(&Event::Error { message, code });
+                    return;
+                }
+                Ok(ended) => {
+                    self.c.state.exit_code = ended.code;
+                    self.c.state.oom_killed = ended.oom;
+                    self.c.state.finished_at = time::now_nanos();
+                    self.c.state.pid = 0;
+                    self.cleanup_run();
+                    let policy = &self.c.spec.host.restart_policy;
+                    let restart = !self.stop_requested()
+                        && match policy.name.as_str() {
+                            "always" | "unless-stopped" => true,
+                            "on-failure" => {
+                                ended.code != 0
+                                    && (policy.maximum_retry_count == 0
+                                        || self.c.state.restart_count < policy.maximum_retry_count)
+                            }
+                            _ => false,
+                        };
+                    if !restart {
+                        self.c.state.status = Status::Exited;
+                        self.c.state.monitor_pid = 0;
+                        self.save();
+                        if self.c.spec.host.auto_remove {
+                            let _ = self.engine.destroy_locked(&self.c, true);
+                        }
+                        self.broadcast_event(&Event::Exit { code: ended.code });
+                        return;
+                    }
+                    // Attached clients see this run end; the container
+                    // goes on without them.
+                    self.broadcast_event(&Event::Exit { code: ended.code });
+                    self.clients.clear();
+                    self.c.state.status = Status::Restarting;
+                    self.save();
+                    // Docker's backoff: doubles, and resets after a run
+                    // that lasted 10 s.
+                    if started.elapsed() > Duration::from_secs(10) {
+                        backoff = Duration::from_millis(100);
+                    }
+                    let deadline = Instant::now() + backoff;
+                    while Instant::now() < deadline {
+                        if self.stop_requested() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    if self.stop_requested() {
+                        self.c.state.status = Status::Exited;
+                        self.c.state.monitor_pid = 0;
+                        self.save();
+                        return;
+                    }
+                    self.c.state.restart_count += 1;
+                }
+            }
+        }
+    }
+
+    /// Undoes what a run set up: the runtime's container (and cgroup)
+    /// and the rootfs mount.
+    fn cleanup_run(&mut self) {
+        if let Ok(rt) = self.engine.runtime_for(&self.c) {
+            let _ = rt.delete(&self.c.id);
+        }
+        self.engine.unmount_container(&self.paths);
+    }
+
+    /// Starts the process once and serves it until it ends.
+    fn run_once(&mut self) -> Result<Ended, (String, i32)> {
+        let e125 = |e: Error| (e.to_string(), 125);
+        let rt = self.engine.runtime_for(&self.c).map_err(e125)?;
+        // Whatever a killed monitor left behind goes first.
+        let _ = rt.delete(&self.c.id);
+        let rootfs = self.paths.rootfs();
+        rootfs::unmount(&rootfs);
+        self.engine
+            .mount_rootfs(&self.c.image_id, &self.paths.dir, &rootfs)
+            .map_err(e125)?;
+        let bundle = self.engine.prepare_bundle(&self.c, &self.paths)?;
+
+        let tty = self.c.spec.config.tty;
+        let mut master: Option<OwnedFd> = None;
+        let mut outs: Vec<(usize, OwnedFd)> = Vec::new();
+        let mut stdin_w: Option<OwnedFd> = None;
+        let console_listener;
+        let stdio = if tty {
+            let _ = fs::remove_file(self.paths.run.join("console.sock"));
+            let l = UnixListener::bind(short_socket_path(&self.run_dir, "console.sock"))
+                .map_err(|e| (format!("console socket: {e}"), 125))?;
+            let p = short_socket_path(&self.run_dir, "console.sock");
+            console_listener = Some(l);
+            Stdio::Console(p)
+        } else {
+            console_listener = None;
+            let (or, ow) = pipe().map_err(|e| (format!("pipe: {e}"), 125))?;
+            let (er, ew) = pipe().map_err(|e| (format!("pipe: {e}"), 125))?;
+            outs.push((0, or));
+            outs.push((1, er));
+            let stdin = if self.c.spec.config.open_stdin {
+                let (ir, iw) = pipe().map_err(|e| (format!("pipe: {e}"), 125))?;
+                stdin_w = Some(iw);
+                Some(ir)
+            } else {
+                None
+            };
+            Stdio::Fds {
+                stdin,
+                stdout: ow,
+                stderr: ew,
+            }
+        };
+        let pid = rt
+            .create(&self.c.id, &bundle, stdio)
+            .map_err(|e| (e.to_string(), 125))?;
+        if let Some(l) = &console_listener {
+            let fd = recv_console(l).map_err(|e| (format!("console: {e}"), 125))?;
+            if let Some(s) = self.size {
+                set_winsize(fd.as_raw_fd(), s);
+            }
+            master = Some(fd);
+        }
+        drop(console_listener);
+        let _ = fs::remove_file(self.paths.run.join("console.sock"));
+        let pidfd = pidfd_open(pid).map_err(|e| (format!("watch process {pid}: {e}"), 125))?;
+        rt.start(&self.c.id).map_err(|e| (e.to_string(), 125))?;
+
+        self.c.state.status = Status::Running;
+        self.c.state.pid = pid;
+        self.c.state.started_at = time::now_nanos();
+        self.c.state.finished_at = 0;
+        self.c.state.exit_code = 0;
+        self.c.state.error.clear();
+        self.c.state.oom_killed = false;
+        self.c.state.monitor_pid = std::process::id() as i32;
+        self.save();
+        self.broadcast_event(&Event::Started { pid });
+
+        if let Some(m) = &master {
+            set_nonblocking(m.as_raw_fd());
+        }
+        for (_, fd) in &outs {
+            set_nonblocking(fd.as_raw_fd());
+        }
+        if let Some(w) = &stdin_w {
+            set_nonblocking(w.as_raw_fd());
+        }
+        let status = self.serve(pid, &pidfd, master.as_ref(), &mut outs, &mut stdin_w);
+        let code = match status {
+            nix::sys::wait::WaitStatus::Exited(_, c) => c,
+            nix::sys::wait::WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+            _ => 255,
+        };
+        let cg = Cgroup::new(&format!("/berth/{}", self.c.id));
+        let oom = cg.oom_kills() > 0;
+        self.log.finish();
+        Ok(Ended { code, oom })
+    }
+
+    /// The poll loop: output to log and clients, stdin from clients, new
+    /// clients, until the init is reaped and its output drained.
+    fn serve(
+        &mut self,
+        pid: i32,
+        pidfd: &OwnedFd,
+        master: Option<&OwnedFd>,
+        outs: &mut Vec<(usize, OwnedFd)>,
+        stdin_w: &mut Option<OwnedFd>,
+    ) -> nix::sys::wait::WaitStatus {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        let mut pending_in: Vec<u8> = Vec::new();
+        let mut close_stdin = false;
+        let mut exited: Option<WaitStatus> = None;
+        let mut drain_deadline: Option<Instant> = None;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            if exited.is_some() && outs.is_empty() && master.is_none() {
+                break;
+            }
+            if let Some(d) = drain_deadline {
+                if Instant::now() > d {
+                    break;
+                }
+            }
+            let mut fds: Vec<libc::pollfd> = Vec::new();
+            let pf = |fd: RawFd, events: i16| libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            };
+            let want_in = pending_in.len() < 256 * 1024;
+            if exited.is_none() {
+                fds.push(pf(pidfd.as_raw_fd(), libc::POLLIN));
+            }
+            fds.push(pf(self.listener.as_raw_fd(), libc::POLLIN));
+            let base_out = fds.len();
+            for (_, fd) in outs.iter() {
+                fds.push(pf(fd.as_raw_fd(), libc::POLLIN));
+            }
+            let master_idx = master.map(|m| {
+                let mut ev = libc::POLLIN;
+                if !pending_in.is_empty() {
+                    ev |= libc::POLLOUT;
+                }
+                fds.push(pf(m.as_raw_fd(), ev));
+                fds.len() - 1
+            });
+            let stdin_idx = match stdin_w.as_ref() {
+                Some(w) if !pending_in.is_empty() => {
+                    fds.push(pf(w.as_raw_fd(), libc::POLLOUT));
+                    Some(fds.len() - 1)
+                }
+                _ => None,
+            };
+            let base_clients = fds.len();
+            for c in &self.clients {
+                fds.push(pf(
+                    c.sock.as_raw_fd(),
+                    if want_in { libc::POLLIN } else { 0 },
+                ));
+            }
+            let timeout = if exited.is_some() { 100 } else { -1 };
+            // SAFETY: fds is a valid array of pollfd.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                break;
+            }
+            if n == 0 && exited.is_some() {
+                // Nothing more arrived since the exit: done.
+                break;
+            }
+            // The init ended: reap it (and any orphans), then drain.
+            if exited.is_none() && fds[0].revents != 0 {
+                loop {
+                    match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::StillAlive) | Err(_) => break,
+                        Ok(s) => {
+                            if s.pid().map(|p| p.as_raw()) == Some(pid) {
+                                exited = Some(s);
+                            }
+                        }
+                    }
+                }
+                if exited.is_some() {
+                    drain_deadline = Some(Instant::now() + Duration::from_secs(2));
+                }
+            }
+            let listener_idx = base_out - 1;
+            if fds[listener_idx].revents & libc::POLLIN != 0 {
+                while let Ok((s, _)) = self.listener.accept() {
+                    let _ = s.set_nonblocking(false);
+                    self.add_client(s, false);
+                }
+            }
+            // Output.
+            let mut closed = Vec::new();
+            for (i, (stream, fd)) in outs.iter().enumerate() {
+                let re = fds[base_out + i].revents;
+                if re == 0 {
+                    continue;
+                }
+                match read_fd(fd.as_raw_fd(), &mut buf) {
+                    Ok(0) => closed.push(i),
+                    Ok(n) => {
+                        let data = buf[..n].to_vec();
+                        self.output(*stream, &data);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => closed.push(i),
+                }
+            }
+            for i in closed.into_iter().rev() {
+                outs.remove(i);
+            }
+            let mut master_gone = false;
+            if let (Some(m), Some(idx)) = (master, master_idx) {
+                let re = fds[idx].revents;
+                if re & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                    match read_fd(m.as_raw_fd(), &mut buf) {
+                        Ok(0) => master_gone = true,
+                        Ok(n) => {
+                            let data = buf[..n].to_vec();
+                            self.output(0, &data);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        // EIO: the last holder of the slave side is gone.
+                        Err(_) => master_gone = true,
+                    }
+                }
+                if re & libc::POLLOUT != 0 && !pending_in.is_empty() {
+                    if let Ok(n) = write_fd(m.as_raw_fd(), &pending_in) {
+                        pending_in.drain(..n);
+                    }
+                }
+            }
+            if master_gone && exited.is_some() {
+                break;
+            }
+            if let (Some(w), Some(idx)) = (stdin_w.as_ref(), stdin_idx) {
+                if fds[idx].revents & libc::POLLOUT != 0 {
+                    match write_fd(w.as_raw_fd(), &pending_in) {
+                        Ok(n) => {
+                            pending_in.drain(..n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => {
+                            pending_in.clear();
+                            *stdin_w = None;
+                        }
+                    }
+                } else if fds[idx].revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                    pending_in.clear();
+                    *stdin_w = None;
+                }
+            }
+            if close_stdin && pending_in.is_empty() {
+                *stdin_w = None;
+                close_stdin = false;
+            }
+            // Clients: hello, stdin, resize, hang-ups.
+            let mut gone = Vec::new();
+            let nclients = self.clients.len().min(fds.len() - base_clients);
+            for i in 0..nclients {
+                let re = fds[base_clients + i].revents;
+                if re == 0 {
+                    continue;
+                }
+                let c = &mut self.clients[i];
+                let mut chunk = [0u8; 16 * 1024];
+                match io::Read::read(&mut c.sock, &mut chunk) {
+                    Ok(0) | Err(_) => {
+                        gone.push(i);
+                        continue;
+                    }
+                    Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+                }
+                loop {
+                    let frame = match attach::take_frame(&mut c.buf) {
+                        Ok(Some(f)) => f,
+                        Ok(None) => break,
+                        Err(_) => {
+                            gone.push(i);
+                            break;
+                        }
+                    };
+                    let wants_stdin = c.opts.is_some_and(|o| o.stdin);
+                    match frame.0 {
+                        attach::HELLO => c.opts = serde_json::from_slice(&frame.1).ok(),
+                        attach::STDIN if wants_stdin => pending_in.extend_from_slice(&frame.1),
+                        attach::STDIN_EOF if wants_stdin => {
+                            if master.is_some() {
+                                // A tty has no EOF of its own: send ^D.
+                                pending_in.push(4);
+                            } else if c.starter || self.c.spec.config.stdin_once {
+                                close_stdin = true;
+                            }
+                        }
+                        attach::RESIZE => {
+                            if let (Some(m), Ok(s)) =
+                                (master, serde_json::from_slice::<TtySize>(&frame.1))
+                            {
+                                set_winsize(m.as_raw_fd(), s);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            gone.sort_unstable();
+            gone.dedup();
+            for i in gone.into_iter().rev() {
+                self.clients.remove(i);
+            }
+            if close_stdin && pending_in.is_empty() {
+                *stdin_w = None;
+                close_stdin = false;
+            }
+        }
+        // Reap now if the loop ended on output first.
+        exited.unwrap_or_else(|| {
+            waitpid(nix::unistd::Pid::from_raw(pid), None)
+                .unwrap_or(WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 255))
+        })
+    }
+
+    fn output(&mut self, stream: usize, data: &[u8]) {
+        self.log.write(stream, data);
+        let kind = if stream == 0 {
+            attach::STDOUT
+        } else {
+            attach::STDERR
+        };
+        let frame = attach::encode(kind, data);
+        self.clients.retain_mut(|c| {
+            let wants = c
+                .opts
+                .is_some_and(|o| if stream == 0 { o.stdout } else { o.stderr });
+            !wants || c.sock.write_all(&frame).is_ok()
+        });
+    }
+}
+
+impl Engine {
+    pub(crate) fn unmount_container(&self, paths: &Paths) {
+        rootfs::unmount(&paths.rootfs());
+    }
+
+    /// Writes config.json (and the /etc files) for one run; returns the
+    /// bundle dir. Failures carry Docker's exit codes.
+    fn prepare_bundle(&self, c: &Container, paths: &Paths) -> Result<PathBuf, (String, i32)> {
+        let e125 = |e: String| (e, 125);
+        let rootfs = paths.rootfs();
+        let spec = &c.spec;
+        let user = lookup_user(&rootfs, &spec.config.user).map_err(e125)?;
+        let mut env = spec.config.env.clone();
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!(
+                "HOME={}",
+                if user.home.is_empty() {
+                    "/"
+                } else {
+                    &user.home
+                }
+            ));
+        }
+        let mut args: Vec<String> = std::iter::once(spec.path.clone())
+            .chain(spec.args.iter().cloned())
+            .collect();
+        if let Err(e) = check_executable(&rootfs, &spec.path, &env) {
+            return Err((e.message, e.code));
+        }
+        let cwd = if spec.config.working_dir.is_empty() {
+            "/".to_string()
+        } else {
+            spec.config.working_dir.clone()
+        };
+        if let Ok(p) = rootfs::resolve_in_root(&rootfs, &cwd) {
+            if !p.exists() {
+                let _ = fs::create_dir_all(&p);
+                let _ = std::os::unix::fs::chown(&p, Some(user.uid), Some(user.gid));
+            }
+        }
+
+        // /etc/hostname, /etc/hosts, /etc/resolv.conf
+        let host_mode = spec.host.network_mode == "host";
+        let etc = |name: &str, text: String| -> Result<String, (String, i32)> {
+            let p = paths.dir.join(name);
+            fs::write(&p, text).map_err(|e| (format!("write {}: {e}", p.display()), 125))?;
+            Ok(p.display().to_string())
+        };
+        let hostname = etc("hostname", format!("{}\n", spec.config.hostname))?;
+        let hosts_text = if host_mode {
+            fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+            )
+        };
+        let hosts = etc("hosts", hosts_text)?;
+        let resolv_text = {
+            let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            if host_mode {
+                host
+            } else {
+                // A loopback resolver of the host is unreachable from a
+                // private network namespace.
+                host.lines()
+                    .filter(|l| {
+                        !(l.starts_with("nameserver")
+                            && (l.contains(" 127.") || l.contains(" ::1")))
+                    })
+                    .map(|l| format!("{l}\n"))
+                    .collect()
+            }
+        };
+        let resolv = etc("resolv.conf", resolv_text)?;
+
+        let mut mounts = vec![
+            rspec::Mount::bind(hostname, "/etc/hostname", false),
+            rspec::Mount::bind(hosts, "/etc/hosts", false),
+            rspec::Mount::bind(resolv, "/etc/resolv.conf", false),
+        ];
+        for m in &spec.mounts {
+            match m.kind.as_str() {
+                "bind" => {
+                    if !Path::new(&m.source).exists() {
+                        return Err((
+                            format!("invalid mount config for type \"bind\": bind source path does not exist: {}", m.source),
+                            125,
+                        ));
+                    }
+                    let mut b = rspec::Mount::bind(m.source.clone(), m.destination.clone(), !m.rw);
+                    if !m.propagation.is_empty() && m.propagation != "rprivate" {
+                        b.options.retain(|o| o != "rprivate");
+                        b.options.push(m.propagation.clone());
+                    }
+                    mounts.push(b);
+                }
+                "volume" => {
+                    let data = self.volume_path(&m.name);
+                    fs::create_dir_all(&data)
+                        .map_err(|e| (format!("volume {}: {e}", m.name), 125))?;
+                    // A new, empty volume takes a copy of what the image
+                    // has at the mount point, as Docker does.
+                    if let Ok(src) = rootfs::resolve_in_root(&rootfs, &m.destination) {
+                        let empty = fs::read_dir(&data)
+                            .map(|mut d| d.next().is_none())
+                            .unwrap_or(false);
+                        if empty && src.is_dir() {
+                            rootfs::copy_tree(&src, &data).map_err(|e| {
+                                (format!("copy image data into volume {}: {e}", m.name), 125)
+                            })?;
+                            if let Ok(md) = fs::metadata(&src) {
+                                use std::os::unix::fs::MetadataExt;
+                                let _ = fs::set_permissions(&data, md.permissions());
+                                let _ =
+                                    std::os::unix::fs::chown(&data, Some(md.uid()), Some(md.gid()));
+                            }
+                        }
+                    }
+                    mounts.push(rspec::Mount::bind(
+                        data.display().to_string(),
+                        m.destination.clone(),
+                        !m.rw,
+                    ));
+                }
+                "tmpfs" => {
+                    let mut options = vec![
+                        "nosuid".to_string(),
+                        "nodev".to_string(),
+                        "noexec".to_string(),
+                    ];
+                    for o in m.tmpfs_options.split(',').filter(|o| !o.is_empty()) {
+                        options.push(o.to_string());
+                    }
+                    if !m.rw && !options.iter().any(|o| o == "ro") {
+                        options.push("ro".into());
+                    }
+                    mounts.push(rspec::Mount {
+                        destination: m.destination.clone(),
+                        source: "tmpfs".into(),
+                        kind: "tmpfs".into(),
+                        options,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if spec.host.init {
+            let init = crate::containers::lifecycle::init_binary().ok_or_else(|| {
+                (
+                    "--init needs tini-static (apt-get install tini): not found".to_string(),
+                    125,
+                )
+            })?;
+            mounts.push(rspec::Mount::bind(
+                init.display().to_string(),
+                "/sbin/docker-init",
+                true,
+            ));
+            args.splice(0..0, ["/sbin/docker-init".to_string(), "--".to_string()]);
+        }
+
+        let caps = rspec::capabilities(
+            &spec.host.cap_add,
+            &spec.host.cap_drop,
+            spec.host.privileged,
+        )
+        .map_err(|e| (e.to_string(), 125))?;
+        let mut no_new_privileges = false;
+        let mut seccomp = Seccomp::Default;
+        for o in &spec.host.security_opt {
+            match o.as_str() {
+                "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
+                    no_new_privileges = true
+                }
+                "seccomp=unconfined" | "seccomp:unconfined" => seccomp = Seccomp::Unconfined,
+                o => {
+                    if let Some(path) = o
+                        .strip_prefix("seccomp=")
+                        .or_else(|| o.strip_prefix("seccomp:"))
+                    {
+                        let text = fs::read_to_string(path).map_err(|e| {
+                            (format!("opening seccomp profile ({path}) failed: {e}"), 125)
+                        })?;
+                        let v: serde_json::Value = serde_json::from_str(&text)
+                            .map_err(|e| (format!("decoding seccomp profile failed: {e}"), 125))?;
+                        seccomp = Seccomp::Profile(v);
+                    }
+                }
+            }
+        }
+        let rlimits = crate::containers::lifecycle::rlimits(&spec.host.ulimits).map_err(e125)?;
+        let network = match spec.host.network_mode.as_str() {
+            "host" => NetworkMode::Host,
+            n if n.starts_with("container:") => {
+                let other = self
+                    .container(&n["container:".len()..])
+                    .map_err(|e| (e.to_string(), 125))?;
+                if other.state.status != Status::Running {
+                    return Err((
+                        format!(
+                            "cannot join network of a non running container: {}",
+                            other.id
+                        ),
+                        125,
+                    ));
+                }
+                NetworkMode::Path(format!("/proc/{}/ns/net", other.state.pid))
+            }
+            _ => NetworkMode::None,
+        };
+        let resources = rspec::Resources {
+            memory: (spec.host.memory > 0).then_some(spec.host.memory),
+            memory_swap: (spec.host.memory_swap != 0).then_some(spec.host.memory_swap),
+            cpu_shares: (spec.host.cpu_shares > 0).then_some(spec.host.cpu_shares as u64),
+            cpu_quota: (spec.host.nano_cpus > 0).then(|| spec.host.nano_cpus / 10_000),
+            cpu_period: (spec.host.nano_cpus > 0).then_some(100_000),
+            pids_limit: spec.host.pids_limit,
+        };
+        let b = BundleSpec {
+            rootfs: rootfs.clone(),
+            readonly_rootfs: spec.host.readonly_rootfs,
+            hostname: spec.config.hostname.clone(),
+            process: rspec::Process {
+                args,
+                env,
+                cwd,
+                uid: user.uid,
+                gid: user.gid,
+                additional_gids: user.additional_gids,
+                terminal: spec.config.tty,
+                no_new_privileges,
+                capabilities: caps,
+                rlimits,
+            },
+            mounts,
+            network,
+            resources,
+            privileged: spec.host.privileged,
+            seccomp,
+            cgroups_path: format!("/berth/{}", c.id),
+            shm_size: spec.host.shm_size,
+        };
+        let json = rspec::build(&b);
+        let cfg = paths.run.join("config.json");
+        fs::write(&cfg, serde_json::to_vec(&json).expect("serialises"))
+            .map_err(|e| (format!("write {}: {e}", cfg.display()), 125))?;
+        Ok(paths.run.clone())
+    }
+}

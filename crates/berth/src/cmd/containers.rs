@@ -1,0 +1,1258 @@
+//! Container commands: run, create, start, stop, restart, kill, rm, wait,
+//! logs, exec, cp, ps, top, stats, pause, unpause, rename, attach, prune.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use berth_engine::{
+    AttachOptions, Attached, Container, CopyTarget, CreateOptions, Engine, Event, ExecOptions,
+    Frame, LogOptions, PsFilter, Status, TtySize,
+};
+use berth_oci::time;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::{isatty, Ctx};
+use crate::output::{ellipsis, go_time, pretty_json, print_error, print_rows, print_template};
+use crate::render::{bytes_size, human_size, human_size_precision};
+
+#[derive(Args, Clone, Default)]
+pub struct CreateFlags {
+    /// Assign a name to the container
+    #[arg(long)]
+    name: Option<String>,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    tty: bool,
+    /// Set environment variables
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    /// Bind mount a volume
+    #[arg(short, long = "volume")]
+    volume: Vec<String>,
+    /// Attach a filesystem mount to the container
+    #[arg(long = "mount")]
+    mount: Vec<String>,
+    /// Mount a tmpfs directory
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long)]
+    read_only: bool,
+    /// Memory limit
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
+    #[arg(long)]
+    memory_swap: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long)]
+    cpu_shares: Option<i64>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long, allow_negative_numbers = true)]
+    pids_limit: Option<i64>,
+    /// Add Linux capabilities
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    privileged: bool,
+    /// Security Options
+    #[arg(long)]
+    security_opt: Vec<String>,
+    /// Connect a container to a network (none, host)
+    #[arg(long, alias = "net")]
+    network: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    restart: Option<String>,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    /// Signal to stop the container
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long, allow_negative_numbers = true)]
+    stop_timeout: Option<i64>,
+    /// Set meta data on a container
+    #[arg(short, long)]
+    label: Vec<String>,
+    /// Ulimit options
+    #[arg(long)]
+    ulimit: Vec<String>,
+    /// Runtime to use for this container (berth, runc, crun, youki or a path)
+    #[arg(long)]
+    runtime: Option<String>,
+    /// Size of /dev/shm
+    #[arg(long)]
+    shm_size: Option<String>,
+    /// Pull image before running (only "missing" and "never": there is no registry yet)
+    #[arg(long)]
+    pull: Option<String>,
+    /// Image
+    image: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+impl CreateFlags {
+    fn options(&self, attach: bool) -> CreateOptions {
+        CreateOptions {
+            image: self.image.clone(),
+            name: self.name.clone(),
+            cmd: self.command.clone(),
+            entrypoint: self.entrypoint.clone(),
+            env: self.env.clone(),
+            env_files: self.env_file.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            hostname: self.hostname.clone(),
+            tty: self.tty,
+            interactive: self.interactive,
+            attach,
+            auto_remove: self.rm,
+            volumes: self.volume.clone(),
+            mounts: self.mount.clone(),
+            tmpfs: self.tmpfs.clone(),
+            read_only: self.read_only,
+            memory: self.memory.clone(),
+            memory_swap: self.memory_swap.clone(),
+            cpus: self.cpus,
+            cpu_shares: self.cpu_shares,
+            pids_limit: self.pids_limit,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            security_opt: self.security_opt.clone(),
+            network: self.network.clone(),
+            init: self.init,
+            restart: self.restart.clone(),
+            stop_signal: self.stop_signal.clone(),
+            stop_timeout: self.stop_timeout,
+            labels: self.label.clone(),
+            ulimits: self.ulimit.clone(),
+            runtime: self.runtime.clone(),
+            shm_size: self.shm_size.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Run container in background and print container ID
+    #[arg(short, long)]
+    detach: bool,
+    #[command(flatten)]
+    create: CreateFlags,
+}
+
+#[derive(Args)]
+#[command(disable_help_flag = true)]
+pub struct CreateArgs {
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    #[command(flatten)]
+    create: CreateFlags,
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    interactive: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container
+    #[arg(short, long, alias = "timeout", allow_negative_numbers = true)]
+    time: Option<i64>,
+    /// Signal to send to the container
+    #[arg(short, long)]
+    signal: Option<String>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short, long)]
+    signal: Option<String>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL)
+    #[arg(short, long)]
+    force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    volumes: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ContainersArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    follow: bool,
+    /// Number of lines to show from the end of the logs ("all" for all)
+    #[arg(short = 'n', long)]
+    tail: Option<String>,
+    /// Show timestamps
+    #[arg(short, long)]
+    timestamps: bool,
+    /// Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m)
+    #[arg(long)]
+    since: Option<String>,
+    /// Show logs before a timestamp or relative (e.g. 42m)
+    #[arg(long)]
+    until: Option<String>,
+    container: String,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    tty: bool,
+    /// Set environment variables
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Username or UID (format: "<name|uid>[:<group|gid>]")
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Give extended privileges to the command
+    #[arg(long)]
+    privileged: bool,
+    container: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct CpArgs {
+    /// SRC: CONTAINER:PATH, a host path, or - for a tar stream on STDIN
+    src: String,
+    /// DEST: CONTAINER:PATH, a host path, or - for a tar stream on STDOUT
+    dest: String,
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short, long)]
+    archive: bool,
+    /// Suppress progress output during copy
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    /// Only display container IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show the latest created container (includes all states)
+    #[arg(short, long)]
+    latest: bool,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long, default_value_t = -1, allow_negative_numbers = true)]
+    last: i64,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Filter output based on conditions provided
+    #[arg(short, long = "filter")]
+    filter: Vec<String>,
+    /// Format output using a Go template, `table …` or `json`
+    #[arg(long)]
+    format: Option<String>,
+}
+
+#[derive(Args)]
+pub struct TopArgs {
+    container: String,
+    /// ps options
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    ps_args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long)]
+    no_stream: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Format output using a Go template, `table …` or `json`
+    #[arg(long)]
+    format: Option<String>,
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RenameArgs {
+    container: String,
+    new_name: String,
+}
+
+#[derive(Args)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long)]
+    no_stdin: bool,
+    /// Proxy all received signals to the process
+    #[arg(long, default_value_t = true)]
+    sig_proxy: bool,
+    container: String,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+    /// Format output using a Go template or `json`
+    #[arg(short, long)]
+    format: Option<String>,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ContainerCommand {
+    /// List containers
+    #[command(visible_aliases = ["ps", "list"])]
+    Ls(PsArgs),
+    /// Remove all stopped containers
+    Prune(PruneArgs),
+    /// Display detailed information on one or more containers
+    Inspect(InspectArgs),
+    /// Create and run a new container from an image
+    Run(RunArgs),
+    /// Create a new container
+    Create(CreateArgs),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Remove one or more containers
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(ContainersArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Execute a command in a running container
+    Exec(ExecArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
+    /// Display the running processes of a container
+    Top(TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
+    /// Pause all processes within one or more containers
+    Pause(ContainersArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(ContainersArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
+}
+
+pub fn container(ctx: &Ctx, c: ContainerCommand) -> Result<u8> {
+    match c {
+        ContainerCommand::Ls(a) => ps(ctx, a),
+        ContainerCommand::Prune(a) => prune(ctx, a),
+        ContainerCommand::Inspect(a) => inspect(ctx, a),
+        ContainerCommand::Run(a) => run(ctx, a),
+        ContainerCommand::Create(a) => create(ctx, a),
+        ContainerCommand::Start(a) => start(ctx, a),
+        ContainerCommand::Stop(a) => stop(ctx, a),
+        ContainerCommand::Restart(a) => restart(ctx, a),
+        ContainerCommand::Kill(a) => kill(ctx, a),
+        ContainerCommand::Rm(a) => rm(ctx, a),
+        ContainerCommand::Wait(a) => wait(ctx, a),
+        ContainerCommand::Logs(a) => logs(ctx, a),
+        ContainerCommand::Exec(a) => exec(ctx, a),
+        ContainerCommand::Cp(a) => cp(ctx, a),
+        ContainerCommand::Top(a) => top(ctx, a),
+        ContainerCommand::Stats(a) => stats(ctx, a),
+        ContainerCommand::Pause(a) => pause(ctx, a),
+        ContainerCommand::Unpause(a) => unpause(ctx, a),
+        ContainerCommand::Rename(a) => rename(ctx, a),
+        ContainerCommand::Attach(a) => attach(ctx, a),
+    }
+}
+
+/// Docker's exit code for an engine error during run/create/start.
+fn engine_failure(e: berth_engine::Error) -> u8 {
+    let code = match &e {
+        berth_engine::Error::StartFailed { code, .. } => *code,
+        _ => 125,
+    };
+    print_error(&e.into());
+    code as u8
+}
+
+pub fn create(ctx: &Ctx, a: CreateArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    check_pull(&a.create)?;
+    match engine.create_container(&a.create.options(false)) {
+        Ok(c) => {
+            println!("{}", c.id);
+            Ok(0)
+        }
+        Err(e) => Ok(engine_failure(e)),
+    }
+}
+
+fn check_pull(f: &CreateFlags) -> Result<()> {
+    match f.pull.as_deref() {
+        None | Some("missing") | Some("never") => Ok(()),
+        Some(p) => bail!("--pull={p}: Berth cannot pull from registries yet; use missing or never"),
+    }
+}
+
+pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    check_pull(&a.create)?;
+    if a.detach && a.create.rm && a.create.restart.is_some() {
+        return Ok(engine_failure(berth_engine::Error::InvalidArgument(
+            "Conflicting options: --restart and --rm".into(),
+        )));
+    }
+    let f = &a.create;
+    if f.tty && f.interactive && !isatty(0) {
+        eprintln!("the input device is not a TTY");
+        return Ok(1);
+    }
+    let c = match engine.create_container(&f.options(!a.detach)) {
+        Ok(c) => c,
+        Err(e) => return Ok(engine_failure(e)),
+    };
+    if a.detach {
+        return match engine.start_container(&c.id, None) {
+            Ok(_) => {
+                println!("{}", c.id);
+                Ok(0)
+            }
+            Err(e) => Ok(engine_failure(e)),
+        };
+    }
+    let opts = AttachOptions {
+        stdin: f.interactive,
+        stdout: true,
+        stderr: true,
+    };
+    let (c, att) = match engine.start_container(&c.id, Some(opts)) {
+        Ok(v) => v,
+        Err(e) => return Ok(engine_failure(e)),
+    };
+    let att = att.expect("attach requested");
+    drop(engine);
+    let code = stream(att, &c, f.tty, f.interactive, true)?;
+    Ok(code.unwrap_or(0) as u8)
+}
+
+static PROXY_PID: AtomicI32 = AtomicI32::new(0);
+static WINCH_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_winch(_: libc::c_int) {
+    let fd = WINCH_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe.
+        unsafe {
+            libc::write(fd, b"w".as_ptr().cast(), 1);
+        }
+    }
+}
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let pid = PROXY_PID.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+fn term_size(fd: i32) -> Option<TtySize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the struct we pass.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_row > 0).then_some(TtySize {
+        rows: ws.ws_row,
+        cols: ws.ws_col,
+    })
+}
+
+/// Puts the terminal in raw mode until dropped.
+struct RawMode {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawMode {
+    fn enter() -> Option<RawMode> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = io::stdin();
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.saved,
+        );
+    }
+}
+
+/// Relays an attach connection until the container ends (its exit code)
+/// or the user detaches (`None`).
+fn stream(
+    mut att: Attached,
+    c: &Container,
+    tty: bool,
+    stdin: bool,
+    proxy_signals: bool,
+) -> Result<Option<i32>> {
+    let _raw = (tty && stdin && isatty(0)).then(RawMode::enter).flatten();
+    let mut writer = att.writer()?;
+    if tty {
+        if let Some(s) = term_size(1).or_else(|| term_size(0)) {
+            let _ = writer.resize(s);
+        }
+        let (r, w) = nix::unistd::pipe()?;
+        WINCH_FD.store(w.as_raw_fd(), Ordering::Relaxed);
+        std::mem::forget(w);
+        // SAFETY: installing a handler that only calls write(2).
+        unsafe {
+            libc::signal(libc::SIGWINCH, on_winch as *const () as libc::sighandler_t);
+        }
+        let mut resizer = att.writer()?;
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::from(r);
+            let mut b = [0u8; 16];
+            while f.read(&mut b).is_ok_and(|n| n > 0) {
+                if let Some(s) = term_size(1).or_else(|| term_size(0)) {
+                    let _ = resizer.resize(s);
+                }
+            }
+        });
+    } else if proxy_signals {
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
+            // SAFETY: installing a handler that only calls kill(2).
+            unsafe {
+                libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+            }
+        }
+    }
+    if c.state.pid > 0 {
+        PROXY_PID.store(c.state.pid, Ordering::Relaxed);
+    }
+    let (detach_tx, detach_rx) = std::sync::mpsc::channel::<()>();
+    if stdin {
+        std::thread::spawn(move || {
+            let mut input = io::stdin().lock();
+            let mut buf = [0u8; 32 * 1024];
+            // ctrl-p ctrl-q detaches, as in Docker.
+            let mut saw_ctrl_p = false;
+            loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut data = &buf[..n];
+                if tty {
+                    if let Some(i) = data.iter().enumerate().position(|(i, b)| {
+                        *b == 0x11 && (i > 0 && data[i - 1] == 0x10 || i == 0 && saw_ctrl_p)
+                    }) {
+                        let keep = i.saturating_sub(1);
+                        let _ = writer.stdin(&data[..keep]);
+                        let _ = detach_tx.send(());
+                        let _ = writer.detach();
+                        return;
+                    }
+                    saw_ctrl_p = data.last() == Some(&0x10);
+                    if saw_ctrl_p {
+                        data = &data[..data.len() - 1];
+                    }
+                }
+                if writer.stdin(data).is_err() {
+                    return;
+                }
+            }
+            let _ = writer.close_stdin();
+        });
+    }
+    let mut out = io::stdout();
+    let mut err = io::stderr();
+    loop {
+        let frame = match att.next_frame() {
+            Ok(f) => f,
+            Err(_) => None,
+        };
+        match frame {
+            Some(Frame::Stdout(d)) => {
+                let _ = out.write_all(&d);
+                let _ = out.flush();
+            }
+            Some(Frame::Stderr(d)) => {
+                let _ = err.write_all(&d);
+                let _ = err.flush();
+            }
+            Some(Frame::Event(Event::Started { pid })) => PROXY_PID.store(pid, Ordering::Relaxed),
+            Some(Frame::Event(Event::Exit { code })) => return Ok(Some(code)),
+            Some(Frame::Event(Event::Error { message, code })) => {
+                drop(_raw);
+                eprintln!("Error: {message}");
+                return Ok(Some(code));
+            }
+            None => {
+                if detach_rx.try_recv().is_ok() {
+                    return Ok(None);
+                }
+                // The monitor went away without a word: report what the
+                // store says.
+                return Ok(Some(125));
+            }
+        }
+    }
+}
+
+pub fn start(ctx: &Ctx, a: StartArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    if a.attach || a.interactive {
+        if a.containers.len() > 1 {
+            bail!("you cannot start and attach multiple containers at once");
+        }
+        let c = engine.container(&a.containers[0])?;
+        let opts = AttachOptions {
+            stdin: a.interactive && c.spec.config.open_stdin,
+            stdout: true,
+            stderr: true,
+        };
+        let (c, att) = match engine.start_container(&c.id, Some(opts)) {
+            Ok(v) => v,
+            Err(e) => return Ok(engine_failure(e)),
+        };
+        let Some(att) = att else {
+            // Already running: attach to it instead.
+            let (c, att) = engine.attach_container(&c.id, opts)?;
+            let code = stream(att, &c, c.spec.config.tty, opts.stdin, true)?;
+            return Ok(code.unwrap_or(0) as u8);
+        };
+        let code = stream(att, &c, c.spec.config.tty, opts.stdin, true)?;
+        return Ok(code.unwrap_or(0) as u8);
+    }
+    let mut code = 0;
+    for name in &a.containers {
+        match engine.start_container(name, None) {
+            Ok(_) => println!("{name}"),
+            Err(e) => {
+                print_error(&e.into());
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<u8> {
+    let mut code = 0;
+    for n in names {
+        match f(n) {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                print_error(&e);
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub fn stop(ctx: &Ctx, a: StopArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    each(&a.containers, |n| {
+        if let Some(sig) = &a.signal {
+            let c = engine.container(n)?;
+            if c.state.status == Status::Running {
+                engine.kill_container(n, Some(sig))?;
+            }
+        }
+        engine.stop_container(n, a.time)?;
+        Ok(())
+    })
+}
+
+pub fn restart(ctx: &Ctx, a: StopArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    each(&a.containers, |n| {
+        engine.restart_container(n, a.time)?;
+        Ok(())
+    })
+}
+
+pub fn kill(ctx: &Ctx, a: KillArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    each(&a.containers, |n| {
+        engine.kill_container(n, a.signal.as_deref())?;
+        Ok(())
+    })
+}
+
+pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    each(&a.containers, |n| {
+        engine.remove_container(n, a.force, a.volumes)?;
+        Ok(())
+    })
+}
+
+pub fn wait(ctx: &Ctx, a: ContainersArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    let mut code = 0;
+    for n in &a.containers {
+        match engine.wait_container(n) {
+            Ok(c) => println!("{c}"),
+            Err(e) => {
+                print_error(&e.into());
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub fn pause(ctx: &Ctx, a: ContainersArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    each(&a.containers, |n| {
+        engine.pause_container(n)?;
+        Ok(())
+    })
+}
+
+pub fn unpause(ctx: &Ctx, a: ContainersArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    each(&a.containers, |n| {
+        engine.unpause_container(n)?;
+        Ok(())
+    })
+}
+
+pub fn rename(ctx: &Ctx, a: RenameArgs) -> Result<u8> {
+    ctx.engine()?.rename_container(&a.container, &a.new_name)?;
+    Ok(0)
+}
+
+pub fn attach(ctx: &Ctx, a: AttachArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    let c = engine.container(&a.container)?;
+    let opts = AttachOptions {
+        stdin: !a.no_stdin && c.spec.config.open_stdin,
+        stdout: true,
+        stderr: true,
+    };
+    let (c, att) = engine.attach_container(&c.id, opts)?;
+    drop(engine);
+    let code = stream(att, &c, c.spec.config.tty, opts.stdin, a.sig_proxy)?;
+    Ok(code.unwrap_or(0) as u8)
+}
+
+/// `--since 42m` or a timestamp, as Docker takes them.
+fn parse_time(s: &str) -> Result<i64> {
+    if let Some(t) = time::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    if let Some(t) = time::parse_rfc3339(&format!("{s}Z")) {
+        return Ok(t);
+    }
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid value for time: {s:?}"))?;
+    let secs = match unit {
+        "" => return Ok((n * 1e9) as i64),
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "ms" => n / 1000.0,
+        _ => bail!("invalid value for time: {s:?}"),
+    };
+    Ok(time::now_nanos() - (secs * 1e9) as i64)
+}
+
+pub fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    let tail = match a.tail.as_deref() {
+        None | Some("all") => None,
+        Some(t) => Some(
+            t.parse::<i64>()
+                .map_err(|_| anyhow::anyhow!("invalid value for --tail: {t}"))?,
+        )
+        .filter(|n| *n >= 0)
+        .map(|n| n as usize),
+    };
+    let opts = LogOptions {
+        follow: a.follow,
+        tail,
+        since: a.since.as_deref().map(parse_time).transpose()?,
+        until: a.until.as_deref().map(parse_time).transpose()?,
+    };
+    let c = engine.container(&a.container)?;
+    let mut out = io::stdout();
+    let mut err = io::stderr();
+    let tty = c.spec.config.tty;
+    let r = engine.container_logs(&c.id, &opts, &mut |l| {
+        let w: &mut dyn Write = if l.stderr && !tty { &mut err } else { &mut out };
+        if a.timestamps {
+            let t = time::format_rfc3339(l.time);
+            // Docker pads the fraction to nine digits.
+            let t = match t.split_once('.') {
+                Some((s, f)) => format!("{s}.{:0<9}Z", f.trim_end_matches('Z')),
+                None => format!("{}.000000000Z", t.trim_end_matches('Z')),
+            };
+            w.write_all(t.as_bytes())?;
+            w.write_all(b" ")?;
+        }
+        w.write_all(&l.data)?;
+        w.flush()
+    });
+    match r {
+        Err(berth_engine::Error::Stream(_, e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+        r => r.map(|_| 0).map_err(Into::into),
+    }
+}
+
+pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    if a.tty && a.interactive && !isatty(0) {
+        eprintln!("the input device is not a TTY");
+        return Ok(1);
+    }
+    let opts = ExecOptions {
+        cmd: a.command.clone(),
+        env: a.env.clone(),
+        user: a.user.clone(),
+        workdir: a.workdir.clone(),
+        tty: a.tty,
+        interactive: a.interactive,
+        detach: a.detach,
+        privileged: a.privileged,
+    };
+    let p = match engine.exec_container(&a.container, &opts) {
+        Ok(p) => p,
+        Err(berth_engine::Error::StartFailed { message, code }) => {
+            eprintln!("{message}");
+            return Ok(code as u8);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    drop(engine);
+    if a.detach {
+        return Ok(0);
+    }
+    let Some(master) = p.master else {
+        return Ok(berth_engine::wait_exec(p.pid) as u8);
+    };
+    relay_pty(master, a.interactive);
+    Ok(berth_engine::wait_exec(p.pid) as u8)
+}
+
+/// Copies between our terminal and a pty master until the master closes.
+fn relay_pty(master: OwnedFd, interactive: bool) {
+    let _raw = (interactive && isatty(0)).then(RawMode::enter).flatten();
+    if let Some(s) = term_size(1).or_else(|| term_size(0)) {
+        let ws = libc::winsize {
+            ws_row: s.rows,
+            ws_col: s.cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads the struct we pass.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+    let fd = master.as_raw_fd();
+    if interactive {
+        std::thread::spawn(move || {
+            let mut input = io::stdin().lock();
+            // SAFETY: the master outlives this thread's use (the process
+            // exits after the relay).
+            let mut m = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = input.read(&mut buf) {
+                if n == 0 || m.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let mut m = std::fs::File::from(master);
+    let mut out = io::stdout();
+    let mut buf = [0u8; 32 * 1024];
+    while let Ok(n) = m.read(&mut buf) {
+        if n == 0 || out.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        let _ = out.flush();
+    }
+}
+
+fn split_container_path(s: &str) -> Option<(&str, &str)> {
+    // A host path with a colon needs a slash first (Docker's rule).
+    if s.starts_with('/') || s.starts_with('.') {
+        return None;
+    }
+    s.split_once(':')
+}
+
+pub fn cp(ctx: &Ctx, a: CpArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    match (split_container_path(&a.src), split_container_path(&a.dest)) {
+        (Some((c, p)), None) => {
+            if a.dest == "-" {
+                let mut out = io::stdout().lock();
+                engine.copy_from_container(c, p, CopyTarget::StreamOut(&mut out))?;
+            } else {
+                engine.copy_from_container(c, p, CopyTarget::Host(PathBuf::from(&a.dest)))?;
+            }
+        }
+        (None, Some((c, p))) => {
+            if a.src == "-" {
+                let mut input = io::stdin().lock();
+                engine.copy_to_container(c, CopyTarget::Stream(&mut input), p)?;
+            } else {
+                engine.copy_to_container(c, CopyTarget::Host(PathBuf::from(&a.src)), p)?;
+            }
+        }
+        (Some(_), Some(_)) => bail!("copying between containers is not supported"),
+        (None, None) => bail!("must specify at least one container source"),
+    }
+    Ok(0)
+}
+
+fn ps_row(engine: &Engine, c: &Container, no_trunc: bool, size: bool) -> Value {
+    let command = c.command();
+    let command = if no_trunc {
+        format!("\"{command}\"")
+    } else {
+        format!("\"{}\"", ellipsis(&command, 20))
+    };
+    let size_text = if size {
+        let rw = engine.container_size(c);
+        let virt = engine
+            .resolve_image(&c.image_id)
+            .map(|i| i.size)
+            .unwrap_or(0)
+            + rw;
+        format!(
+            "{} (virtual {})",
+            human_size_precision(rw as f64, 3),
+            human_size_precision(virt as f64, 3)
+        )
+    } else {
+        String::new()
+    };
+    let labels: Vec<String> = c
+        .spec
+        .config
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mounts: Vec<String> = c
+        .spec
+        .mounts
+        .iter()
+        .map(|m| {
+            if m.kind == "volume" {
+                if no_trunc {
+                    m.name.clone()
+                } else {
+                    ellipsis(&m.name, 15)
+                }
+            } else {
+                m.source.clone()
+            }
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    json!({
+        "ID": if no_trunc { c.id.clone() } else { c.short_id().to_string() },
+        "Image": c.spec.config.image,
+        "Command": command,
+        "CreatedAt": go_time(c.created),
+        "RunningFor": time::ago(c.created),
+        "Ports": "",
+        "State": c.state.status.as_str(),
+        "Status": c.status_text(),
+        "Size": size_text,
+        "Names": c.name,
+        "Labels": labels.join(","),
+        "Mounts": mounts.join(","),
+        "Networks": c.spec.host.network_mode,
+        "LocalVolumes": c.spec.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
+    })
+}
+
+pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    let filter = PsFilter::parse(&a.filter)?;
+    let last = if a.latest { 1 } else { a.last };
+    let mut list = engine.list_containers(a.all || last > 0, &filter)?;
+    if last > 0 {
+        list.truncate(last as usize);
+    }
+    if a.quiet {
+        let mut out = io::stdout().lock();
+        for c in &list {
+            writeln!(out, "{}", if a.no_trunc { &c.id } else { c.short_id() })?;
+        }
+        return Ok(0);
+    }
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|c| ps_row(&engine, c, a.no_trunc, a.size))
+        .collect();
+    let mut default = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}".to_string();
+    if a.size {
+        default.push_str("\t{{.Size}}");
+    }
+    let header = json!({
+        "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+        "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS",
+        "Size": "SIZE", "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS",
+        "Networks": "NETWORKS", "LocalVolumes": "LOCAL VOLUMES",
+    });
+    print_rows(a.format.as_deref(), &default, &header, &rows)?;
+    Ok(0)
+}
+
+pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    let mut found = Vec::new();
+    let mut code = 0;
+    for n in &a.containers {
+        match engine.container(n) {
+            Ok(c) => {
+                let mut v = engine.inspect_container(&c)?;
+                if a.size {
+                    let rw = engine.container_size(&c);
+                    v["SizeRw"] = json!(rw);
+                }
+                found.push(v)
+            }
+            Err(berth_engine::Error::NoSuchContainer(_)) => {
+                eprintln!("Error: No such container: {n}");
+                code = 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match a.format.as_deref() {
+        Some(f) => print_template(f, &found)?,
+        None => println!("{}", pretty_json(&Value::Array(found))),
+    }
+    Ok(code)
+}
+
+pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
+    if !a.force && !super::confirm("WARNING! This will remove all stopped containers.")? {
+        return Ok(0);
+    }
+    let (gone, bytes) = ctx.engine()?.prune_containers()?;
+    let mut out = io::stdout().lock();
+    if !gone.is_empty() {
+        writeln!(out, "Deleted Containers:")?;
+        for id in &gone {
+            writeln!(out, "{id}")?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(out, "Total reclaimed space: {}", human_size(bytes as f64))?;
+    Ok(0)
+}
+
+pub fn top(ctx: &Ctx, a: TopArgs) -> Result<u8> {
+    let (header, rows) = ctx.engine()?.top_container(&a.container, &a.ps_args)?;
+    let mut tw = crate::render::TabWriter::new();
+    tw.add(&header.join("\t"));
+    for r in rows {
+        tw.add(&r.join("\t"));
+    }
+    print!("{}", tw.render());
+    Ok(0)
+}
+
+pub fn stats(ctx: &Ctx, a: StatsArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    let list: Vec<Container> = if a.containers.is_empty() {
+        engine.list_containers(a.all, &PsFilter::default())?
+    } else {
+        a.containers
+            .iter()
+            .map(|n| engine.container(n))
+            .collect::<Result<_, _>>()?
+    };
+    if !a.no_stream {
+        eprintln!("note: berth stats shows one reading (as with --no-stream)");
+    }
+    // CPU % needs two readings; Docker's --no-stream waits for its second.
+    let first: Vec<_> = list.iter().map(|c| engine.container_stats(c)).collect();
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(200));
+    let elapsed = t0.elapsed().as_nanos() as f64;
+    let total_mem = host_memory();
+    let mut rows = Vec::new();
+    for (c, s0) in list.iter().zip(first) {
+        let s = engine.container_stats(c);
+        let cpu = (s.cpu_usage_ns.saturating_sub(s0.cpu_usage_ns)) as f64 / elapsed * 100.0;
+        let limit = s.memory_limit.unwrap_or(total_mem).min(total_mem.max(1));
+        let mem_pct = if limit > 0 {
+            s.memory_usage as f64 / limit as f64 * 100.0
+        } else {
+            0.0
+        };
+        rows.push(json!({
+            "ID": if a.no_trunc { c.id.clone() } else { c.short_id().to_string() },
+            "Container": if a.no_trunc { c.id.clone() } else { c.short_id().to_string() },
+            "Name": c.name,
+            "CPUPerc": format!("{cpu:.2}%"),
+            "MemUsage": format!("{} / {}", bytes_size(s.memory_usage as f64), bytes_size(limit as f64)),
+            "MemPerc": format!("{mem_pct:.2}%"),
+            "NetIO": "0B / 0B",
+            "BlockIO": "0B / 0B",
+            "PIDs": s.pids.to_string(),
+        }));
+    }
+    let header = json!({
+        "ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
+        "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
+        "BlockIO": "BLOCK I/O", "PIDs": "PIDS",
+    });
+    print_rows(
+        a.format.as_deref(),
+        "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}",
+        &header,
+        &rows,
+    )?;
+    Ok(0)
+}
+
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
+        .map(|k| k * 1024)
+        .unwrap_or(0)
+}
