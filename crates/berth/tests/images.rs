@@ -120,6 +120,8 @@ fn import_list_inspect() {
     }
 
     let err = s.fails(&["inspect", "nosuch"]);
+    assert!(err.contains("No such object: nosuch"), "{err}");
+    let err = s.fails(&["inspect", "--type", "image", "nosuch"]);
     assert!(err.contains("No such image: nosuch"), "{err}");
 }
 

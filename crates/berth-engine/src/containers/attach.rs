@@ -65,6 +65,11 @@ pub(crate) fn encode_event(e: &Event) -> Vec<u8> {
     encode(EVENT, &serde_json::to_vec(e).expect("event serialises"))
 }
 
+/// Whether `buf` starts with a whole frame.
+pub(crate) fn has_frame(buf: &[u8]) -> bool {
+    buf.len() >= 5 && buf.len() >= 5 + u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize
+}
+
 /// Splits one complete frame off the front of `buf`.
 pub(crate) fn take_frame(buf: &mut Vec<u8>) -> io::Result<Option<(u8, Vec<u8>)>> {
     if buf.len() < 5 {

@@ -175,6 +175,43 @@ pub(crate) fn short_socket_path(dir: &File, name: &str) -> PathBuf {
     ))
 }
 
+/// Sets `lo` up in the container's new network namespace, as Docker
+/// does for `--network none`. Safe to setns here: the monitor has one
+/// thread.
+fn loopback_up(pid: i32) -> io::Result<()> {
+    let own = File::open("/proc/self/ns/net")?;
+    let theirs = File::open(format!("/proc/{pid}/ns/net"))?;
+    // SAFETY: setns/socket/ioctl on fds we own, with a zeroed ifreq.
+    unsafe {
+        if libc::setns(theirs.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let r = (|| {
+            let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            if s < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let s = OwnedFd::from_raw_fd(s);
+            let mut ifr: libc::ifreq = std::mem::zeroed();
+            for (i, b) in b"lo".iter().enumerate() {
+                ifr.ifr_name[i] = *b as libc::c_char;
+            }
+            if libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            if libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        })();
+        if libc::setns(own.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        r
+    }
+}
+
 /// How one run of the process ended.
 struct Ended {
     code: i32,
@@ -317,12 +354,21 @@ impl Monitor<'_> {
                 Ok(0) | Err(_) => break,
                 Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
             }
-            // Handle hello (and a resize that follows it) right away.
-            while let Ok(Some((kind, payload))) = attach::take_frame(&mut c.buf) {
-                match kind {
-                    attach::HELLO => c.opts = serde_json::from_slice(&payload).ok(),
-                    attach::RESIZE => self.size = serde_json::from_slice(&payload).ok(),
-                    _ => {}
+            // Hello and the starter's window size are needed before the
+            // process exists; stdin that follows waits in the buffer for
+            // the serve loop.
+            while c
+                .buf
+                .first()
+                .is_some_and(|k| *k == attach::HELLO || *k == attach::RESIZE)
+            {
+                let Ok(Some((kind, payload))) = attach::take_frame(&mut c.buf) else {
+                    break;
+                };
+                if kind == attach::HELLO {
+                    c.opts = serde_json::from_slice(&payload).ok();
+                } else {
+                    self.size = serde_json::from_slice(&payload).ok();
                 }
             }
         }
@@ -494,6 +540,9 @@ impl Monitor<'_> {
         drop(console_listener);
         let _ = fs::remove_file(self.paths.run.join("console.sock"));
         let pidfd = pidfd_open(pid).map_err(|e| (format!("watch process {pid}: {e}"), 125))?;
+        if self.c.spec.host.network_mode == "none" {
+            loopback_up(pid).map_err(|e| (format!("bring up loopback: {e}"), 125))?;
+        }
         rt.start(&self.c.id).map_err(|e| (e.to_string(), 125))?;
 
         self.c.state.status = Status::Running;
@@ -590,7 +639,14 @@ impl Monitor<'_> {
                     if want_in { libc::POLLIN } else { 0 },
                 ));
             }
-            let timeout = if exited.is_some() { 100 } else { -1 };
+            let buffered = self.clients.iter().any(|c| attach::has_frame(&c.buf));
+            let timeout = if buffered {
+                0
+            } else if exited.is_some() {
+                100
+            } else {
+                -1
+            };
             // SAFETY: fds is a valid array of pollfd.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
@@ -599,7 +655,7 @@ impl Monitor<'_> {
                 }
                 break;
             }
-            if n == 0 && exited.is_some() {
+            if n == 0 && exited.is_some() && !buffered {
                 // Nothing more arrived since the exit: done.
                 break;
             }
@@ -696,17 +752,19 @@ impl Monitor<'_> {
             let nclients = self.clients.len().min(fds.len() - base_clients);
             for i in 0..nclients {
                 let re = fds[base_clients + i].revents;
-                if re == 0 {
+                let c = &mut self.clients[i];
+                if re == 0 && !attach::has_frame(&c.buf) {
                     continue;
                 }
-                let c = &mut self.clients[i];
-                let mut chunk = [0u8; 16 * 1024];
-                match io::Read::read(&mut c.sock, &mut chunk) {
-                    Ok(0) | Err(_) => {
-                        gone.push(i);
-                        continue;
+                if re != 0 {
+                    let mut chunk = [0u8; 16 * 1024];
+                    match io::Read::read(&mut c.sock, &mut chunk) {
+                        Ok(0) | Err(_) => {
+                            gone.push(i);
+                            continue;
+                        }
+                        Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
                     }
-                    Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
                 }
                 loop {
                     let frame = match attach::take_frame(&mut c.buf) {

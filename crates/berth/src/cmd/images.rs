@@ -57,13 +57,13 @@ pub struct ImagesArgs {
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// Images to inspect
+    /// Containers, images or volumes to inspect
     #[arg(required = true)]
     names: Vec<String>,
     /// Format output using a Go template or `json`
     #[arg(short, long)]
     format: Option<String>,
-    /// Return JSON for the specified type (only "image" so far)
+    /// Return JSON for the specified type (container, image or volume)
     #[arg(long = "type")]
     kind: Option<String>,
 }
@@ -271,18 +271,42 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> Result<u8> {
 }
 
 pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<u8> {
-    if let Some(k) = a.kind.as_deref().filter(|k| *k != "image") {
-        bail!("{k:?} is not a valid value for --type (only \"image\" is available so far)");
+    let kind = a.kind.as_deref().unwrap_or("");
+    if !matches!(kind, "" | "image" | "container" | "volume") {
+        bail!("\"{kind}\" is not a valid value for --type");
     }
     let engine = ctx.engine()?;
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for n in &a.names {
-        match engine.inspect_image(n) {
-            Ok(v) => found.push(v),
-            Err(berth_engine::Error::NoSuchImage(_)) => missing.push(n.clone()),
-            Err(e) => return Err(e.into()),
+        // Docker looks for a container first, then an image, then a volume.
+        if matches!(kind, "" | "container") {
+            match engine.container(n) {
+                Ok(c) => {
+                    found.push(engine.inspect_container(&c)?);
+                    continue;
+                }
+                Err(berth_engine::Error::NoSuchContainer(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        if matches!(kind, "" | "image") {
+            match engine.inspect_image(n) {
+                Ok(v) => {
+                    found.push(v);
+                    continue;
+                }
+                Err(berth_engine::Error::NoSuchImage(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if matches!(kind, "" | "volume") {
+            if let Ok(v) = engine.volume(n) {
+                found.push(engine.inspect_volume(&v));
+                continue;
+            }
+        }
+        missing.push(n.clone());
     }
     match a.format.as_deref() {
         Some(f) => print_template(f, &found)?,
@@ -292,7 +316,12 @@ pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<u8> {
         return Ok(0);
     }
     for m in &missing {
-        eprintln!("Error: No such image: {m}");
+        match kind {
+            "image" => eprintln!("Error: No such image: {m}"),
+            "container" => eprintln!("Error: No such container: {m}"),
+            "volume" => eprintln!("Error: No such volume: {m}"),
+            _ => eprintln!("Error: No such object: {m}"),
+        }
     }
     Ok(1)
 }
