@@ -114,11 +114,31 @@ pub fn cap_name(name: &str) -> Result<String> {
     }
 }
 
+/// Capabilities in our own bounding set: a container cannot get more
+/// (root on some hosts lacks CAP_SYS_RESOURCE, say).
+fn host_caps() -> Vec<String> {
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bnd & (1u64 << i) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
 /// The capability set for `--cap-add`/`--cap-drop`/`--privileged`, in
-/// Docker's order of application: drops first, then adds win.
+/// Docker's order of application: drops first, then adds win. "All"
+/// means all this host grants us.
 pub fn capabilities(add: &[String], drop: &[String], privileged: bool) -> Result<Vec<String>> {
     if privileged {
-        return Ok(ALL_CAPS.iter().map(|c| c.to_string()).collect());
+        return Ok(host_caps());
     }
     let add: Vec<String> = add.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
     let drop: Vec<String> = drop.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
@@ -131,10 +151,17 @@ pub fn capabilities(add: &[String], drop: &[String], privileged: bool) -> Result
             .map(|c| c.to_string())
             .collect()
     };
+    let host = host_caps();
     if add.iter().any(|c| c == "ALL") {
-        return Ok(ALL_CAPS.iter().map(|c| c.to_string()).collect());
+        return Ok(host);
     }
+    caps.retain(|c| host.contains(c));
     for c in add {
+        if !host.contains(&c) {
+            return Err(Error::Invalid(format!(
+                "capability {c} is not available on this host (it is not in Berth's own bounding set)"
+            )));
+        }
         if !caps.contains(&c) {
             caps.push(c);
         }
@@ -412,7 +439,7 @@ mod tests {
         assert!(!c.contains(&"CAP_CHOWN".to_string()));
         let c = capabilities(&["KILL".into()], &["ALL".into()], false).unwrap();
         assert_eq!(c, vec!["CAP_KILL".to_string()]);
-        assert_eq!(capabilities(&[], &[], true).unwrap().len(), ALL_CAPS.len());
+        assert_eq!(capabilities(&[], &[], true).unwrap(), host_caps());
         let e = capabilities(&["FLY".into()], &[], false).unwrap_err();
         assert_eq!(e.to_string(), "unknown capability: \"FLY\"");
     }

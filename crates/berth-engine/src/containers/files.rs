@@ -181,8 +181,7 @@ impl Engine {
                 let contents_only = s_str.ends_with("/.");
                 let base = s
                     .components()
-                    .filter(|c| !matches!(c, std::path::Component::CurDir))
-                    .next_back()
+                    .rfind(|c| !matches!(c, std::path::Component::CurDir))
                     .map(|c| c.as_os_str().to_string_lossy().into_owned())
                     .unwrap_or_else(|| ".".into());
                 let mut d = host_dest.clone();

@@ -118,7 +118,7 @@ pub(crate) fn rlimits(ulimits: &[Ulimit]) -> Result<Vec<berth_runtime::spec::Rli
         };
         // SAFETY: getrlimit fills the struct we pass.
         unsafe { libc::getrlimit(res, &mut cur) };
-        if u.hard > cur.rlim_max as u64 {
+        if u.hard > cur.rlim_max {
             return Err(format!(
                 "ulimit {}: hard limit {} is above this host's hard limit {} (raising it needs CAP_SYS_RESOURCE)",
                 u.name,
@@ -213,9 +213,9 @@ impl Engine {
         let c = self.container(name)?;
         if c.state.status.is_live() {
             if c.state.status == Status::Paused {
-                return Err(Error::Conflict(format!(
-                    "cannot start a paused container, try unpause instead"
-                )));
+                return Err(Error::Conflict(
+                    "cannot start a paused container, try unpause instead".into(),
+                ));
             }
             return Ok((c, None));
         }

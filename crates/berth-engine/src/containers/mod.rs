@@ -357,9 +357,31 @@ impl Engine {
     /// the machine rebooted and emptied the run dir) is exited, never a
     /// phantom running one. Docker reports such containers as 255.
     fn reconcile(&self, c: &mut Container) -> Result<()> {
-        if !c.state.status.is_live() || lifecycle::monitor_alive(&self.paths(&c.id)) {
+        let p = self.paths(&c.id);
+        if !c.state.status.is_live() || lifecycle::monitor_alive(&p) {
             return Ok(());
         }
+        // The monitor may have recorded the exit between our read and its
+        // last breath: hold its lock (no new monitor can start) and read
+        // again before calling it dead.
+        let _lock = lifecycle::lock_monitor(&p, false).ok().flatten();
+        if let Some(row) = self.store.container(&c.id)? {
+            let fresh = Container::from_row(row)?;
+            if !fresh.state.status.is_live() {
+                *c = fresh;
+                return Ok(());
+            }
+        }
+        // What the dead monitor left: processes, the cgroup, the mount.
+        let cg = berth_runtime::cgroup::Cgroup::new(&format!("/berth/{}", c.id));
+        for pid in cg.pids() {
+            // SAFETY: signalling a pid read from the container's cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if let Ok(rt) = self.runtime_for(c) {
+            let _ = rt.delete(&c.id);
+        }
+        rootfs::unmount(&p.rootfs());
         c.state.status = Status::Exited;
         if c.state.finished_at == 0 || c.state.finished_at < c.state.started_at {
             c.state.exit_code = 255;

@@ -884,9 +884,7 @@ impl Engine {
         let hosts_text = if host_mode {
             fs::read_to_string("/etc/hosts").unwrap_or_default()
         } else {
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-            )
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_string()
         };
         let hosts = etc("hosts", hosts_text)?;
         let resolv_text = {
@@ -1046,7 +1044,7 @@ impl Engine {
             memory: (spec.host.memory > 0).then_some(spec.host.memory),
             memory_swap: (spec.host.memory_swap != 0).then_some(spec.host.memory_swap),
             cpu_shares: (spec.host.cpu_shares > 0).then_some(spec.host.cpu_shares as u64),
-            cpu_quota: (spec.host.nano_cpus > 0).then(|| spec.host.nano_cpus / 10_000),
+            cpu_quota: (spec.host.nano_cpus > 0).then_some(spec.host.nano_cpus / 10_000),
             cpu_period: (spec.host.nano_cpus > 0).then_some(100_000),
             pids_limit: spec.host.pids_limit,
         };

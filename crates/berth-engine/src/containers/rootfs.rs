@@ -275,16 +275,13 @@ pub(crate) fn lookup_user(root: &Path, spec: &str) -> Result<User, String> {
             e[5].clone(),
             e[0].clone(),
         ),
-        (None, Ok(n)) => (n, n.min(0), "/".to_string(), String::new()),
+        (None, Ok(n)) => (n, 0, "/".to_string(), String::new()),
         (None, Err(_)) => {
             return Err(format!(
                 "unable to find user {user}: no matching entries in passwd file"
             ))
         }
     };
-    if entry.is_none() {
-        gid = 0;
-    }
     let groups = read_db(root, "/etc/group");
     if let Some(g) = group {
         gid = match groups

@@ -689,10 +689,7 @@ fn stream(
     let mut out = io::stdout();
     let mut err = io::stderr();
     loop {
-        let frame = match att.next_frame() {
-            Ok(f) => f,
-            Err(_) => None,
-        };
+        let frame = att.next_frame().unwrap_or_default();
         match frame {
             Some(Frame::Stdout(d)) => {
                 let _ = out.write_all(&d);

@@ -74,6 +74,17 @@ impl TestStore {
             .to_string()
     }
 
+    pub fn runroot(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// Starts a detached container; returns its id.
+    pub fn detached(&self, args: &[&str]) -> String {
+        let mut a = vec!["run", "-d"];
+        a.extend_from_slice(args);
+        self.ok(&a).trim().to_string()
+    }
+
     /// Files under a store subdirectory (blobs/sha256, layers, tmp).
     pub fn entries(&self, sub: &str) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.root().join(sub))
@@ -86,6 +97,45 @@ impl TestStore {
         v.sort();
         v
     }
+}
+
+/// Removes every container (killing monitors and processes, unmounting,
+/// deleting cgroups) even when the test failed half-way, then anything
+/// still mounted under the test's directory.
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if self.root().join("berth.db").exists() {
+            let out = self.run(&["ps", "-aq", "--no-trunc"]);
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = self.run(&["rm", "-f", "-v", id]);
+            }
+        }
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for m in points {
+            let c = std::ffi::CString::new(m).unwrap();
+            // SAFETY: umount2 with a valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// Mount points under `dir` (to prove a test left none).
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let d = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&d))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The busybox root filesystem tar, built once per run by the same script
