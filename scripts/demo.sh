@@ -19,3 +19,18 @@ berth import --change 'CMD ["sh"]' "$tarball" busybox:latest
 berth images
 berth inspect --format '{{.Id}} {{.Os}}/{{.Architecture}} {{json .Config.Cmd}}' busybox
 berth history busybox
+
+# A real container: its own namespaces, overlay rootfs and cgroup.
+berth run --rm --name demo-hello busybox sh -c 'echo "hello from $(hostname), PID $$"; cat /proc/self/cgroup | grep memory'
+# One in the background: logs, exec, ps, stop, rm.
+berth rm -f demo-web >/dev/null 2>&1 || true
+berth run -d --name demo-web --memory 64m -v demo-data:/data busybox \
+    sh -c 'trap "exit 0" TERM; while true; do date >> /data/log; echo tick; sleep 1; done'
+sleep 2
+berth ps
+berth logs --tail 2 demo-web
+berth exec demo-web sh -c 'wc -l < /data/log'
+berth stop demo-web
+berth ps -a --filter name=demo-web
+berth rm -v demo-web
+berth volume rm demo-data
