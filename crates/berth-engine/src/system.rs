@@ -102,12 +102,17 @@ impl Engine {
                 .unwrap_or_default()
         };
         let images = self.store.images()?.len() as u64;
+        let all = self.list_containers(true, &crate::PsFilter::default())?;
+        let count =
+            |f: fn(crate::Status) -> bool| all.iter().filter(|c| f(c.state.status)).count() as u64;
         Ok(Info {
             id: String::new(),
-            containers: 0,
-            containers_running: 0,
-            containers_paused: 0,
-            containers_stopped: 0,
+            containers: all.len() as u64,
+            containers_running: count(|s| {
+                matches!(s, crate::Status::Running | crate::Status::Restarting)
+            }),
+            containers_paused: count(|s| s == crate::Status::Paused),
+            containers_stopped: count(|s| !s.is_live()),
             images,
             driver: "overlay".into(),
             driver_status: vec![
@@ -128,7 +133,7 @@ impl Engine {
             berth_run_dir: self.runroot().display().to_string(),
             name: field(|u| u.nodename()),
             server_version: VERSION.into(),
-            default_runtime: "libcontainer".into(),
+            default_runtime: self.default_runtime(),
         })
     }
 
@@ -156,8 +161,10 @@ impl Engine {
             images_active: active,
             images_size: total,
             images_reclaimable: total - used,
-            containers_total: 0,
-            containers_active: 0,
+            containers_total: self.store.containers()?.len() as u64,
+            containers_active: self
+                .list_containers(false, &crate::PsFilter::default())?
+                .len() as u64,
         })
     }
 }
