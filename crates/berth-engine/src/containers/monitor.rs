@@ -591,7 +591,6 @@ impl Monitor<'_> {
         self.c.state.monitor_pid = std::process::id() as i32;
         self.save();
         self.broadcast_event(&Event::Started { pid });
-        self.shed_memory();
 
         if let Some(m) = &master {
             set_nonblocking(m.as_raw_fd());
@@ -630,7 +629,14 @@ impl Monitor<'_> {
         let mut exited: Option<WaitStatus> = None;
         let mut drain_deadline: Option<Instant> = None;
         let mut buf = vec![0u8; 32 * 1024];
+        // Shed start-up memory once the starter has gone: pages it still
+        // maps cannot be paged out from under it.
+        let mut shed_at = Some(Instant::now() + Duration::from_millis(500));
         loop {
+            if shed_at.is_some_and(|t| Instant::now() >= t) {
+                self.shed_memory();
+                shed_at = None;
+            }
             if exited.is_some() && outs.is_empty() && master.is_none() {
                 break;
             }
@@ -681,6 +687,8 @@ impl Monitor<'_> {
                 0
             } else if exited.is_some() {
                 100
+            } else if let Some(t) = shed_at {
+                t.saturating_duration_since(Instant::now()).as_millis() as i32 + 1
             } else {
                 -1
             };
@@ -691,6 +699,11 @@ impl Monitor<'_> {
                     continue;
                 }
                 break;
+            }
+            // A timeout with frames still buffered from a client must
+            // fall through to handle them, or poll(0) spins forever.
+            if n == 0 && exited.is_none() && !buffered {
+                continue;
             }
             if n == 0 && exited.is_some() && !buffered {
                 // Nothing more arrived since the exit: done.
