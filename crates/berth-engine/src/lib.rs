@@ -4,6 +4,7 @@
 
 mod archive;
 mod changes;
+mod commit;
 pub mod containers;
 mod images;
 mod import;
@@ -13,12 +14,13 @@ mod volumes;
 use std::path::{Path, PathBuf};
 
 pub use archive::{LoadedImage, SaveOptions};
+pub use berth_layer::ChangeKind;
 pub use berth_store::GcReport;
 pub use containers::exec::wait_exec;
 pub use containers::monitor::run as run_monitor;
 pub use containers::{
-    AttachOptions, Attached, Container, CopyTarget, CreateOptions, Event, ExecOptions, Frame,
-    LogLine, LogOptions, PsFilter, Status, StopOutcome, TtySize,
+    AttachOptions, Attached, CommitOptions, Container, CopyTarget, CreateOptions, Event,
+    ExecOptions, Frame, LogLine, LogOptions, PsFilter, Status, StopOutcome, TtySize,
 };
 pub use images::{HistoryRow, ImageFilter, ImageSummary, RemovedItem};
 pub use import::ImportOptions;

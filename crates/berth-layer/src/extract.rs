@@ -14,9 +14,9 @@ use tar::EntryType;
 
 use crate::Error;
 
-const WHITEOUT_PREFIX: &str = ".wh.";
-const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
-const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
+pub(crate) const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+pub(crate) const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// What to do with `.wh.` entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

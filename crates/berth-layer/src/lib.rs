@@ -1,10 +1,12 @@
-//! Layer tar streams: decompression, safe extraction with whiteouts.
+//! Layer tar streams: decompression, safe extraction with whiteouts, and
+//! reproducible layers written from directories.
 //!
 //! A layer is untrusted input. Extraction refuses any entry that would land
 //! outside the target directory, by `..`, an absolute path, a path through a
 //! symlink, or a hard link to somewhere outside, and names the entry.
 
 mod extract;
+mod write;
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -13,6 +15,7 @@ pub use berth_oci::media::Compression;
 pub use extract::{
     extract, extract_verified, is_overlay_whiteout, ExtractOptions, Extracted, Whiteouts,
 };
+pub use write::{overlay_changes, tree_items, write_layer, ChangeKind, Item, WriteOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

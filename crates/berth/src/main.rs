@@ -102,6 +102,10 @@ enum Command {
     Rename(cmd::containers::RenameArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(cmd::containers::AttachArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(cmd::containers::DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(cmd::containers::CommitArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(cmd::containers::ContainerCommand),
@@ -162,6 +166,8 @@ fn main() -> ExitCode {
         Command::Unpause(a) => cmd::containers::unpause(&ctx, a),
         Command::Rename(a) => cmd::containers::rename(&ctx, a),
         Command::Attach(a) => cmd::containers::attach(&ctx, a),
+        Command::Diff(a) => cmd::containers::diff(&ctx, a),
+        Command::Commit(a) => cmd::containers::commit(&ctx, a),
         Command::Container(c) => cmd::containers::container(&ctx, c),
         Command::Volume(c) => cmd::volumes::volume(&ctx, c),
         Command::Monitor { id } => {
@@ -177,6 +183,16 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // Output piped into `head` and closed early: end quietly, with the
+        // status a process killed by SIGPIPE has (as the docker CLI does).
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::from(141)
+        }
         Err(e) => {
             output::print_error(&e);
             ExitCode::from(1)

@@ -775,3 +775,89 @@ fn external_runtime_runs_the_same_bundle() {
     s.ok(&["rm", "-f", &id]);
     assert!(mounts_under(s.dir.path()).is_empty());
 }
+
+#[test]
+fn diff_and_commit_make_an_image_of_the_changes() {
+    let s = store();
+    s.ok(&[
+        "run",
+        "--name",
+        "changer",
+        "-v",
+        "vol:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /etc/motd && rm /bin/ls && mkdir -p /new/dir && echo f > /new/dir/f && echo v > /data/v",
+    ]);
+    let diff = s.ok(&["diff", "changer"]);
+    assert_eq!(
+        diff, "C /bin\nD /bin/ls\nA /data\nC /etc\nA /etc/motd\nA /new\nA /new/dir\nA /new/dir/f\n",
+        "hosts/hostname/resolv.conf are Berth's, volume contents are the volume's"
+    );
+
+    let id = s
+        .ok(&[
+            "commit",
+            "-a",
+            "Tester <t@example.com>",
+            "-m",
+            "snapshot",
+            "-c",
+            "CMD [\"cat\", \"/new/dir/f\"]",
+            "-c",
+            "ENV FROM_COMMIT=1",
+            "changer",
+            "snap:v1",
+        ])
+        .trim()
+        .to_string();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    assert_eq!(s.ok(&["run", "--rm", "snap:v1"]), "f\n");
+    let out = s.run(&["run", "--rm", "snap:v1", "ls"]);
+    assert_eq!(code(&out), 127, "the deletion is part of the image");
+    assert_eq!(
+        s.ok(&[
+            "run",
+            "--rm",
+            "snap:v1",
+            "sh",
+            "-c",
+            "cat /etc/motd; echo $FROM_COMMIT; ls /data | wc -l"
+        ]),
+        "hi\n1\n0\n"
+    );
+    assert_eq!(
+        inspect(&s, "snap:v1", "{{.Author}}"),
+        "Tester <t@example.com>"
+    );
+    let history = s.ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.Comment}}|{{.CreatedBy}}",
+        "snap:v1",
+    ]);
+    assert!(history.starts_with("snapshot|sh -c echo hi"), "{history}");
+    assert_eq!(inspect(&s, "snap:v1", "{{len .RootFS.Layers}}"), "2");
+
+    // A running container is paused while read, and keeps running after.
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /x; sleep 60",
+    ]);
+    wait_for("the file", || s.ok(&["diff", "live"]).contains("A /x"));
+    let id = s.ok(&["commit", "live"]).trim().to_string();
+    assert_eq!(inspect(&s, "live", "{{.State.Status}}"), "running");
+    assert_eq!(s.ok(&["run", "--rm", &id, "cat", "/x"]), "x\n");
+    let err = s.fails(&["commit", "-c", "BOGUS x", "live"]);
+    assert!(err.contains("BOGUS"), "{err}");
+    assert_eq!(inspect(&s, "live", "{{.State.Status}}"), "running");
+    s.ok(&["rm", "-f", "live"]);
+}

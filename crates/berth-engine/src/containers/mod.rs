@@ -11,6 +11,7 @@ mod logs;
 pub(crate) mod monitor;
 mod names;
 mod rootfs;
+mod snapshot;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -28,6 +29,7 @@ pub use files::CopyTarget;
 pub(crate) use lifecycle::random_u64;
 pub use lifecycle::StopOutcome;
 pub use logs::{LogLine, LogOptions};
+pub use snapshot::CommitOptions;
 
 use crate::{Engine, Error, Result};
 

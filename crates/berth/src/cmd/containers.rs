@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use berth_engine::{
-    AttachOptions, Attached, Container, CopyTarget, CreateOptions, Engine, Event, ExecOptions,
-    Frame, LogOptions, PsFilter, Status, TtySize,
+    AttachOptions, Attached, CommitOptions, Container, CopyTarget, CreateOptions, Engine, Event,
+    ExecOptions, Frame, LogOptions, PsFilter, Status, TtySize,
 };
 use berth_oci::time;
 use clap::{Args, Subcommand};
@@ -366,6 +366,30 @@ pub struct RenameArgs {
 }
 
 #[derive(Args)]
+pub struct DiffArgs {
+    container: String,
+}
+
+#[derive(Args)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short, long)]
+    author: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short = 'c', long = "change")]
+    changes: Vec<String>,
+    /// Commit message
+    #[arg(short, long)]
+    message: Option<String>,
+    /// Pause container during commit
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pause: bool,
+    container: String,
+    /// REPOSITORY[:TAG] for the new image
+    reference: Option<String>,
+}
+
+#[derive(Args)]
 pub struct AttachArgs {
     /// Do not attach STDIN
     #[arg(long)]
@@ -439,6 +463,10 @@ pub enum ContainerCommand {
     Rename(RenameArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(AttachArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
 }
 
 pub fn container(ctx: &Ctx, c: ContainerCommand) -> Result<u8> {
@@ -463,6 +491,8 @@ pub fn container(ctx: &Ctx, c: ContainerCommand) -> Result<u8> {
         ContainerCommand::Unpause(a) => unpause(ctx, a),
         ContainerCommand::Rename(a) => rename(ctx, a),
         ContainerCommand::Attach(a) => attach(ctx, a),
+        ContainerCommand::Diff(a) => diff(ctx, a),
+        ContainerCommand::Commit(a) => commit(ctx, a),
     }
 }
 
@@ -841,6 +871,29 @@ pub fn unpause(ctx: &Ctx, a: ContainersArgs) -> Result<u8> {
 
 pub fn rename(ctx: &Ctx, a: RenameArgs) -> Result<u8> {
     ctx.engine()?.rename_container(&a.container, &a.new_name)?;
+    Ok(0)
+}
+
+pub fn diff(ctx: &Ctx, a: DiffArgs) -> Result<u8> {
+    let mut out = std::io::stdout().lock();
+    for (kind, path) in ctx.engine()?.container_changes(&a.container)? {
+        writeln!(out, "{} {path}", kind.letter())?;
+    }
+    Ok(0)
+}
+
+pub fn commit(ctx: &Ctx, a: CommitArgs) -> Result<u8> {
+    let id = ctx.engine()?.commit_container(
+        &a.container,
+        &CommitOptions {
+            reference: a.reference,
+            author: a.author,
+            message: a.message,
+            changes: a.changes,
+            pause: a.pause,
+        },
+    )?;
+    println!("{id}");
     Ok(0)
 }
 
