@@ -121,19 +121,27 @@ pub struct CreateFlags {
     /// Pull image before running (only "missing" and "never": there is no registry yet)
     #[arg(long)]
     pull: Option<String>,
-    /// Image
-    image: String,
-    /// Command and arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    /// The image, then the command and its arguments. One positional, so
+    /// that flag parsing stops at the image as Docker's does (`IMAGE -c x`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "IMAGE [COMMAND] [ARG...]"
+    )]
+    image_and_command: Vec<String>,
 }
 
 impl CreateFlags {
+    fn image(&self) -> &str {
+        &self.image_and_command[0]
+    }
+
     fn options(&self, attach: bool) -> CreateOptions {
         CreateOptions {
-            image: self.image.clone(),
+            image: self.image().to_string(),
             name: self.name.clone(),
-            cmd: self.command.clone(),
+            cmd: self.image_and_command[1..].to_vec(),
             entrypoint: self.entrypoint.clone(),
             env: self.env.clone(),
             env_files: self.env_file.clone(),
