@@ -1,0 +1,11 @@
+//! Dockerfiles to stages and steps, the variable expansion Docker applies
+//! to their words, and `.dockerignore` patterns. Executing steps is the
+//! engine's job; this crate holds no policy about images or containers.
+
+mod dockerfile;
+pub mod expand;
+pub mod ignore;
+
+pub use dockerfile::{
+    parse, parse_trigger, CmdForm, CopySpec, Dockerfile, Health, Inst, ParseError, Src, Stage, Step,
+};
