@@ -3,6 +3,7 @@
 //! resolve, when removal is refused, what a load prints) lives here.
 
 mod archive;
+mod build;
 mod changes;
 mod commit;
 pub mod containers;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 pub use archive::{LoadedImage, SaveOptions};
 pub use berth_layer::ChangeKind;
 pub use berth_store::GcReport;
+pub use build::BuildOptions;
 pub use containers::exec::wait_exec;
 pub use containers::monitor::run as run_monitor;
 pub use containers::{
@@ -47,6 +49,9 @@ pub enum Error {
     InvalidArgument(String),
     #[error("{0}")]
     Conflict(String),
+    /// A build step failed; the message names the step and how to debug it.
+    #[error("{0}")]
+    BuildFailed(String),
     #[error("invalid archive: {0}")]
     InvalidArchive(String),
     #[error(transparent)]
@@ -74,7 +79,9 @@ impl Error {
             Error::NoSuchImage(_) | Error::NoSuchContainer(_) | Error::NotFound(_) => {
                 ErrorKind::NotFound
             }
-            Error::Internal(_) | Error::StartFailed { .. } => ErrorKind::Internal,
+            Error::Internal(_) | Error::StartFailed { .. } | Error::BuildFailed(_) => {
+                ErrorKind::Internal
+            }
             Error::InvalidArgument(_)
             | Error::InvalidArchive(_)
             | Error::Oci(_)

@@ -14,7 +14,9 @@ pub mod reference;
 pub mod time;
 
 pub use digest::{Algorithm, Digest, Hasher, HashingReader, HashingWriter};
-pub use image::{ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest, RootFs};
+pub use image::{
+    ContainerConfig, Descriptor, HealthConfig, History, ImageConfig, Index, Manifest, RootFs,
+};
 pub use platform::Platform;
 pub use reference::Reference;
 

@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS containers (
     config TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS build_cache (
+    key TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    created INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(image_id);
 CREATE TABLE IF NOT EXISTS volumes (
     name TEXT PRIMARY KEY,
     driver TEXT NOT NULL,
@@ -59,7 +65,7 @@ CREATE TABLE IF NOT EXISTS volumes (
 
 /// Bumped whenever SCHEMA changes; `open` skips the DDL when the file is
 /// current, which keeps the write lock out of every command's start.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 pub(crate) fn open(path: &Path) -> Result<Connection> {
     let db = Connection::open(path)?;

@@ -15,6 +15,7 @@
 //! under `tmp/`, verified, synced, then renamed into place.
 
 mod blobs;
+mod cache;
 mod containers;
 mod db;
 mod gc;

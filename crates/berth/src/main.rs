@@ -39,6 +39,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile
+    Build(cmd::build::BuildArgs),
+    /// Manage builds
+    #[command(subcommand)]
+    Builder(cmd::build::BuilderCommand),
+    /// Docker Buildx (only `build`)
+    #[command(subcommand)]
+    Buildx(cmd::build::BuildxCommand),
     /// Import the contents from a tarball to create a filesystem image
     Import(cmd::images::ImportArgs),
     /// List images
@@ -136,6 +144,9 @@ fn main() -> ExitCode {
         runroot: cli.runroot,
     };
     let result = match cli.command {
+        Command::Build(a) => cmd::build::build(&ctx, a),
+        Command::Builder(c) => cmd::build::builder(&ctx, c),
+        Command::Buildx(cmd::build::BuildxCommand::Build(a)) => cmd::build::build(&ctx, a),
         Command::Import(a) => cmd::images::import(&ctx, a),
         Command::Images(a) => cmd::images::images(&ctx, a),
         Command::Image(c) => cmd::images::image(&ctx, c),

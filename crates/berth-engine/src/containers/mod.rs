@@ -6,11 +6,11 @@ mod attach;
 mod create;
 pub mod exec;
 mod files;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod logs;
 pub(crate) mod monitor;
 mod names;
-mod rootfs;
+pub(crate) mod rootfs;
 mod snapshot;
 
 use std::collections::BTreeMap;

@@ -47,7 +47,17 @@ impl Engine {
     /// Mounts the container's overlay at `target`.
     pub(crate) fn mount_rootfs(&self, image_id: &str, dir: &Path, target: &Path) -> Result<()> {
         self.ensure_layers(image_id)?;
-        let mut lowers = self.image_layer_dirs(image_id)?;
+        let lowers = self.image_layer_dirs(image_id)?;
+        self.mount_overlay(lowers, dir, target)
+    }
+
+    /// Mounts `lowers` (top first) with `dir`/upper and `dir`/work at `target`.
+    pub(crate) fn mount_overlay(
+        &self,
+        mut lowers: Vec<PathBuf>,
+        dir: &Path,
+        target: &Path,
+    ) -> Result<()> {
         if lowers.is_empty() {
             let empty = dir.join("empty");
             fs::create_dir_all(&empty).map_err(Error::io("create", &empty))?;

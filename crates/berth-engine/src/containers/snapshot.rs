@@ -25,14 +25,21 @@ pub struct CommitOptions {
 }
 
 impl Engine {
-    fn changed_items(&self, c: &Container) -> Result<(PathBuf, Vec<Item>)> {
+    /// The container's changes, leaving out Berth's own files and `extra`
+    /// (relative paths, such as build mount targets).
+    pub(crate) fn changed_items(
+        &self,
+        c: &Container,
+        extra: &[PathBuf],
+    ) -> Result<(PathBuf, Vec<Item>)> {
         self.ensure_layers(&c.image_id)?;
         let lowers = self.image_layer_dirs(&c.image_id)?;
         let upper = self.paths(&c.id).dir.join("upper");
         if !upper.is_dir() {
             return Ok((upper, Vec::new()));
         }
-        let exclude: Vec<PathBuf> = OWN_FILES.iter().map(PathBuf::from).collect();
+        let mut exclude: Vec<PathBuf> = OWN_FILES.iter().map(PathBuf::from).collect();
+        exclude.extend_from_slice(extra);
         let items = berth_layer::overlay_changes(&upper, &lowers, &exclude)?;
         Ok((upper, items))
     }
@@ -41,7 +48,7 @@ impl Engine {
     /// sorted as Docker prints them.
     pub fn container_changes(&self, name: &str) -> Result<Vec<(ChangeKind, String)>> {
         let c = self.container(name)?;
-        let (_, items) = self.changed_items(&c)?;
+        let (_, items) = self.changed_items(&c, &[])?;
         let mut out: Vec<(ChangeKind, String)> = items
             .iter()
             .map(|i| (i.change(), format!("/{}", i.path.display())))
@@ -85,7 +92,7 @@ impl Engine {
         if paused {
             self.pause_container(&c.id)?;
         }
-        let layer = self.changed_items(&c).and_then(|(upper, items)| {
+        let layer = self.changed_items(&c, &[]).and_then(|(upper, items)| {
             let _adding = self.adding()?;
             self.store_layer(&upper, &items, &WriteOptions::default())
         });

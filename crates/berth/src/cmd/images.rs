@@ -134,6 +134,8 @@ pub struct PruneArgs {
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
+    /// Build an image from a Dockerfile
+    Build(super::build::BuildArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
     /// List images
@@ -158,6 +160,7 @@ pub enum ImageCommand {
 
 pub fn image(ctx: &Ctx, c: ImageCommand) -> Result<u8> {
     match c {
+        ImageCommand::Build(a) => super::build::build(ctx, a),
         ImageCommand::Import(a) => import(ctx, a),
         ImageCommand::Ls(a) => images(ctx, a),
         ImageCommand::Inspect(a) => inspect(ctx, a),

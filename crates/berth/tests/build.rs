@@ -1,0 +1,435 @@
+//! `berth build` on the busybox fixture: real RUN containers, COPY from a
+//! context, cache, multistage, reproducible layers, and bad input.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{mounts_under, TestStore};
+
+fn store() -> TestStore {
+    let s = TestStore::new();
+    s.import_busybox("busybox");
+    s
+}
+
+/// A context dir with these files (path, content).
+fn context(s: &TestStore, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = s.dir.path().join(name);
+    for (p, c) in files {
+        let p = dir.join(p);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, c).unwrap();
+    }
+    dir
+}
+
+fn build(s: &TestStore, ctx: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["build"];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    s.ok(&args)
+}
+
+fn layers(s: &TestStore, image: &str) -> String {
+    s.ok(&["inspect", "-f", "{{json .RootFS.Layers}}", image])
+        .trim()
+        .to_string()
+}
+
+fn touch_old(p: &Path) {
+    let ok = std::process::Command::new("touch")
+        .args(["-d", "2001-01-01", p.to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+const EVERY_INSTRUCTION: &str = r#"ARG GREETING=hello
+FROM busybox AS base
+ARG GREETING
+ARG WHO=world
+ENV APP_HOME=/app PATH_EXTRA="with space"
+LABEL org.example.name="demo app" version=1
+WORKDIR $APP_HOME
+COPY --chown=1:2 --chmod=640 conf/app.conf ./conf/
+COPY *.txt /texts/
+ADD bundle.tar /bundle/
+RUN echo "$GREETING $WHO" > greeting && mkdir -p /var/empty
+RUN <<EOT
+echo from heredoc > /heredoc
+EOT
+COPY <<EOF /generated
+home is ${APP_HOME}
+EOF
+USER 1:2
+EXPOSE 8080/tcp 53/udp
+VOLUME /data
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --retries=2 CMD ["true"]
+SHELL ["/bin/sh", "-ec"]
+ONBUILD RUN echo child
+ENTRYPOINT ["cat"]
+CMD ["greeting"]
+"#;
+
+#[test]
+fn every_instruction_lands_in_the_image() {
+    let s = store();
+    let ctx = context(
+        &s,
+        "ctx",
+        &[
+            ("Dockerfile", EVERY_INSTRUCTION),
+            ("conf/app.conf", "key=value\n"),
+            ("a.txt", "a\n"),
+            ("b.txt", "b\n"),
+        ],
+    );
+    // A tar for ADD to unpack.
+    {
+        let f = fs::File::create(ctx.join("bundle.tar")).unwrap();
+        let mut b = tar::Builder::new(f);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "inside/file", &b"tar"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let out = build(&s, &ctx, &["-t", "demo:1", "--build-arg", "WHO=berth"]);
+    assert!(out.contains("STEP 1/21: FROM busybox AS base"), "{out}");
+    assert!(out.contains("STEP 2/21: ARG GREETING"), "{out}");
+    assert!(out.contains("Successfully tagged demo:1"), "{out}");
+
+    assert_eq!(s.ok(&["run", "--rm", "demo:1"]), "hello berth\n");
+    let check = s.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "0",
+        "--entrypoint",
+        "sh",
+        "demo:1",
+        "-c",
+        "pwd; stat -c '%u:%g %a' conf/app.conf; cat /texts/a.txt /texts/b.txt /bundle/inside/file; echo; cat /heredoc /generated; echo $APP_HOME $PATH_EXTRA; echo ${GREETING:-unset}",
+    ]);
+    assert_eq!(
+        check,
+        "/app\n1:2 640\na\nb\ntar\nfrom heredoc\nhome is /app\n/app with space\nunset\n"
+    );
+    let cfg = |f: &str| s.ok(&["inspect", "-f", f, "demo:1"]).trim().to_string();
+    assert_eq!(cfg("{{.Config.User}}"), "1:2");
+    assert_eq!(
+        cfg("{{json .Config.ExposedPorts}}"),
+        r#"{"53/udp":{},"8080/tcp":{}}"#
+    );
+    assert_eq!(cfg("{{json .Config.Volumes}}"), r#"{"/data":{}}"#);
+    assert_eq!(cfg("{{.Config.StopSignal}}"), "SIGINT");
+    assert_eq!(
+        cfg("{{json .Config.Healthcheck}}"),
+        r#"{"Test":["CMD","true"],"Interval":5000000000,"Retries":2}"#
+    );
+    assert_eq!(cfg("{{json .Config.Shell}}"), r#"["/bin/sh","-ec"]"#);
+    assert_eq!(cfg("{{json .Config.OnBuild}}"), r#"["RUN echo child"]"#);
+    assert_eq!(
+        cfg(r#"{{index .Config.Labels "org.example.name"}}"#),
+        "demo app"
+    );
+    assert_eq!(cfg("{{json .Config.Entrypoint}}"), r#"["cat"]"#);
+
+    // ONBUILD fires in a child build and is not inherited.
+    let child = context(
+        &s,
+        "child",
+        &[("Dockerfile", "FROM demo:1\nRUN [\"true\"]\n")],
+    );
+    let out = build(&s, &child, &["-t", "child"]);
+    assert!(out.contains("child\n"), "{out}");
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{json .Config.OnBuild}}", "child"])
+            .trim(),
+        "null"
+    );
+    assert!(mounts_under(s.dir.path()).is_empty());
+    assert!(
+        s.ok(&["ps", "-aq"]).is_empty(),
+        "RUN containers are removed"
+    );
+}
+
+#[test]
+fn entrypoint_and_cmd_follow_docker_rules() {
+    let s = store();
+    let ctx = context(
+        &s,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nENTRYPOINT [\"echo\"]\nCMD [\"--help\"]\n",
+        )],
+    );
+    build(&s, &ctx, &["-t", "ep"]);
+    assert_eq!(s.ok(&["run", "--rm", "ep"]), "--help\n");
+    assert_eq!(s.ok(&["run", "--rm", "ep", "hi"]), "hi\n");
+    assert_eq!(s.ok(&["run", "--rm", "--entrypoint", "echo", "ep"]), "\n");
+    // ENTRYPOINT in a child resets the CMD it inherited.
+    let ctx2 = context(
+        &s,
+        "ctx2",
+        &[("Dockerfile", "FROM ep\nENTRYPOINT [\"echo\", \"x\"]\n")],
+    );
+    build(&s, &ctx2, &["-t", "ep2"]);
+    assert_eq!(s.ok(&["run", "--rm", "ep2"]), "x\n");
+    // Shell form runs under /bin/sh -c.
+    let ctx3 = context(
+        &s,
+        "ctx3",
+        &[("Dockerfile", "FROM busybox\nENV N=5\nCMD echo n=$N\n")],
+    );
+    build(&s, &ctx3, &["-t", "shellform"]);
+    assert_eq!(s.ok(&["run", "--rm", "shellform"]), "n=5\n");
+}
+
+#[test]
+fn multistage_keeps_only_the_artifact_and_target_stops_early() {
+    let s = store();
+    let ctx = context(
+        &s,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS tools\n\
+             RUN mkdir /build && echo 'echo built-artifact' > /build/app.sh && echo tool > /compiler\n\
+             FROM busybox AS unused\n\
+             RUN exit 9\n\
+             FROM scratch\n\
+             COPY --from=tools /bin/busybox /bin/busybox\n\
+             COPY --from=tools /build/app.sh /app.sh\n\
+             CMD [\"/bin/busybox\", \"sh\", \"/app.sh\"]\n",
+        )],
+    );
+    let out = build(&s, &ctx, &["-t", "multi"]);
+    assert!(!out.contains("exit 9"), "unused stage skipped: {out}");
+    assert_eq!(s.ok(&["run", "--rm", "multi"]), "built-artifact\n");
+    let out = s.run(&["run", "--rm", "multi", "/bin/busybox", "cat", "/compiler"]);
+    assert_ne!(out.status.code(), Some(0), "build tools stay behind");
+    assert_eq!(layers(&s, "multi").matches("sha256:").count(), 2);
+
+    let out = build(&s, &ctx, &["--target", "tools", "-t", "tools-only"]);
+    assert!(!out.contains("/app.sh /app.sh"), "{out}");
+    assert_eq!(
+        s.ok(&["run", "--rm", "tools-only", "cat", "/compiler"]),
+        "tool\n"
+    );
+    let err = s.fails(&["build", "--target", "nope", ctx.to_str().unwrap()]);
+    assert!(
+        err.contains("target stage \"nope\" could not be found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cache_hits_and_misses_exactly_from_the_changed_copy() {
+    let s = store();
+    let ctx = context(
+        &s,
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nRUN echo one > /one\nCOPY a /a\nRUN cat /a > /a.copy\nCOPY b /b\nRUN cat /b\n",
+            ),
+            ("a", "a1"),
+            ("b", "b1"),
+        ],
+    );
+    let first = build(&s, &ctx, &["-t", "c:1"]);
+    assert_eq!(first.matches("Using cache").count(), 0, "{first}");
+    let again = build(&s, &ctx, &["-t", "c:1"]);
+    assert_eq!(again.matches("Using cache").count(), 5, "{again}");
+    // A new mtime alone is not a change.
+    touch_old(&ctx.join("a"));
+    let again = build(&s, &ctx, &["-t", "c:1"]);
+    assert_eq!(again.matches("Using cache").count(), 5, "{again}");
+
+    fs::write(ctx.join("b"), "b2").unwrap();
+    let changed = build(&s, &ctx, &["-t", "c:2"]);
+    assert_eq!(
+        changed.matches("Using cache").count(),
+        3,
+        "the steps before COPY b hit, COPY b and after miss: {changed}"
+    );
+    let l1 = layers(&s, "c:1");
+    let l2 = layers(&s, "c:2");
+    assert_eq!(
+        l1.split(',').take(4).collect::<Vec<_>>(),
+        l2.split(',').take(4).collect::<Vec<_>>()
+    );
+    assert_ne!(l1, l2);
+
+    let nocache = build(&s, &ctx, &["--no-cache", "-t", "c:3"]);
+    assert_eq!(nocache.matches("Using cache").count(), 0);
+}
+
+#[test]
+fn two_no_cache_builds_give_identical_layers() {
+    let s = store();
+    let ctx = context(
+        &s,
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY src /src\nRUN mkdir -p /out && cp -r /src /out/ && touch /out/new\n",
+            ),
+            ("src/one", "1"),
+            ("src/deep/two", "2"),
+        ],
+    );
+    build(&s, &ctx, &["--no-cache", "-t", "r:1"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    touch_old(&ctx.join("src/one"));
+    build(&s, &ctx, &["--no-cache", "-t", "r:2"]);
+    assert_eq!(layers(&s, "r:1"), layers(&s, "r:2"));
+    let id = |i: &str| s.ok(&["inspect", "-f", "{{.Id}}", i]);
+    assert_ne!(
+        id("r:1"),
+        id("r:2"),
+        "created times differ without SOURCE_DATE_EPOCH"
+    );
+    let epoch = ["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"];
+    build(&s, &ctx, &[&epoch[..], &["-t", "r:3"]].concat());
+    build(&s, &ctx, &[&epoch[..], &["-t", "r:4"]].concat());
+    assert_eq!(
+        id("r:3"),
+        id("r:4"),
+        "with SOURCE_DATE_EPOCH the id repeats"
+    );
+}
+
+#[test]
+fn failing_run_names_the_line_and_the_debug_image_works() {
+    let s = store();
+    let ctx = context(
+        &s,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo good > /good\nRUN echo about to fail; exit 3\nRUN echo never\n",
+        )],
+    );
+    let out = s.run(&["build", "-t", "broken", ctx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("about to fail"), "{stdout}");
+    assert!(!stdout.contains("never\n"), "{stdout}");
+    assert!(err.contains("Dockerfile:3"), "{err}");
+    assert!(err.contains("returned a non-zero code: 3"), "{err}");
+    let debug = err
+        .lines()
+        .find_map(|l| l.strip_prefix("to debug: berth run -it --rm "))
+        .unwrap_or_else(|| panic!("no debug line: {err}"));
+    let id = debug.trim_end_matches(" sh").trim();
+    assert_eq!(s.ok(&["run", "--rm", id, "cat", "/good"]), "good\n");
+    assert!(s.fails(&["inspect", "broken"]).contains("No such"));
+    assert!(s.ok(&["ps", "-aq"]).is_empty());
+    assert!(mounts_under(s.dir.path()).is_empty());
+}
+
+#[test]
+fn dockerignore_build_args_heredocs_and_stdin() {
+    let s = store();
+    let ctx = context(
+        &s,
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nARG MODE=dev\nCOPY . /ctx/\nRUN echo mode=$MODE > /mode && cat > /script <<'END'\nline $MODE\nEND\n",
+            ),
+            (".dockerignore", "# comment\n*.log\nsecret/\n!keep.log\n"),
+            ("app.py", "print()\n"),
+            ("debug.log", "x"),
+            ("keep.log", "k"),
+            ("secret/key", "k"),
+        ],
+    );
+    build(&s, &ctx, &["-t", "ign", "--build-arg", "MODE=prod"]);
+    let ls = s.ok(&[
+        "run",
+        "--rm",
+        "ign",
+        "sh",
+        "-c",
+        "ls -A /ctx; cat /mode /script",
+    ]);
+    assert_eq!(
+        ls,
+        ".dockerignore\nDockerfile\napp.py\nkeep.log\nmode=prod\nline $MODE\n"
+    );
+
+    // A bare Dockerfile on stdin.
+    let out = s
+        .cmd(&["build", "-t", "fromstdin", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"FROM busybox\nCMD [\"echo\", \"stdin\"]\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(s.ok(&["run", "--rm", "fromstdin"]), "stdin\n");
+    let iid = s.dir.path().join("iid");
+    let q = s.ok(&[
+        "build",
+        "-q",
+        "--iidfile",
+        iid.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]);
+    assert_eq!(q.trim(), fs::read_to_string(&iid).unwrap());
+}
+
+#[test]
+fn bad_input_is_named_with_its_line() {
+    let s = store();
+    let cases: &[(&str, &str)] = &[
+        (
+            "FROM busybox\nFROBNICATE x\n",
+            "line 2: unknown instruction",
+        ),
+        (
+            "FROM busybox\nRUN <<EOT\necho\n",
+            "line 2: unterminated heredoc",
+        ),
+        (
+            "FROM busybox\nCOPY --from=nowhere /x /x\n",
+            "Dockerfile:2: --from=nowhere",
+        ),
+        (
+            "FROM busybox\nCOPY ../x /x\n",
+            "Dockerfile:2: COPY failed: forbidden path outside the build context",
+        ),
+        (
+            "FROM busybox\nCOPY missing /x\n",
+            "Dockerfile:2: COPY failed: file not found in build context",
+        ),
+        ("FROM nosuchimage\n", "Dockerfile:1: FROM nosuchimage"),
+    ];
+    for (i, (df, want)) in cases.iter().enumerate() {
+        let ctx = context(&s, &format!("bad{i}"), &[("Dockerfile", df)]);
+        let err = s.fails(&["build", ctx.to_str().unwrap()]);
+        assert!(err.contains(want), "{df:?}: {err}");
+    }
+    assert!(mounts_under(s.dir.path()).is_empty());
+}
