@@ -1,6 +1,6 @@
 //! `info`, `system df`, version facts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 
@@ -53,6 +53,14 @@ pub struct DiskUsage {
     pub images_reclaimable: u64,
     pub containers_total: u64,
     pub containers_active: u64,
+    pub volumes_total: u64,
+    pub volumes_active: u64,
+    pub volumes_size: u64,
+    pub volumes_reclaimable: u64,
+    /// Cached build steps, and the bytes only they hold (layers no tagged
+    /// image uses, plus RUN cache mounts).
+    pub build_cache_total: u64,
+    pub build_cache_size: u64,
 }
 
 /// "1" or "2": v2 when /sys/fs/cgroup is itself a cgroup2 mount, as runc decides.
@@ -156,7 +164,42 @@ impl Engine {
         }
         let total: u64 = layer_sizes.values().sum();
         let used: u64 = active_layers.values().sum();
+
+        let mut tagged_layers: HashSet<String> = HashSet::new();
+        for img in images.iter().filter(|i| !i.tags.is_empty()) {
+            for l in self.store.image_layers(&img.id)? {
+                tagged_layers.insert(l.diff_id.to_string());
+            }
+        }
+        let cached = self.store.cache_images()?;
+        let mut cache_layers: HashMap<String, u64> = HashMap::new();
+        for id in &cached {
+            for l in self.store.image_layers(id)? {
+                if !tagged_layers.contains(&l.diff_id.to_string()) {
+                    cache_layers.insert(l.diff_id.to_string(), l.size);
+                }
+            }
+        }
+        let cache_mounts = crate::containers::dir_size(&self.root().join("build-cache-mounts"));
+
+        let volumes = self.list_volumes(None)?;
+        let (mut vol_active, mut vol_size, mut vol_free) = (0, 0, 0);
+        for v in &volumes {
+            let size = crate::containers::dir_size(&v.mountpoint);
+            vol_size += size;
+            if self.volume_users(&v.name)?.is_empty() {
+                vol_free += size;
+            } else {
+                vol_active += 1;
+            }
+        }
         Ok(DiskUsage {
+            volumes_total: volumes.len() as u64,
+            volumes_active: vol_active,
+            volumes_size: vol_size,
+            volumes_reclaimable: vol_free,
+            build_cache_total: cached.len() as u64,
+            build_cache_size: cache_layers.values().sum::<u64>() + cache_mounts,
             images_total: images.len() as u64,
             images_active: active,
             images_size: total,

@@ -272,6 +272,18 @@ fn cache_hits_and_misses_exactly_from_the_changed_copy() {
 
     let nocache = build(&s, &ctx, &["--no-cache", "-t", "c:3"]);
     assert_eq!(nocache.matches("Using cache").count(), 0);
+
+    let df = s.ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
+    let cache_rows = df
+        .lines()
+        .find_map(|l| l.strip_prefix("Build Cache "))
+        .unwrap_or_else(|| panic!("{df}"));
+    assert!(cache_rows.parse::<u32>().unwrap() >= 10, "{df}");
+    let pruned = s.ok(&["builder", "prune", "-f"]);
+    assert!(pruned.contains("Deleted build cache entries"), "{pruned}");
+    let after = build(&s, &ctx, &["-t", "c:4"]);
+    assert_eq!(after.matches("Using cache").count(), 0, "{after}");
+    assert_eq!(s.ok(&["run", "--rm", "c:4", "cat", "/a.copy"]), "a1");
 }
 
 #[test]

@@ -118,8 +118,20 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
             0,
             0,
         ),
-        row("Local Volumes", 0, 0, 0, 0),
-        row("Build Cache", 0, 0, 0, 0),
+        row(
+            "Local Volumes",
+            du.volumes_total,
+            du.volumes_active,
+            du.volumes_size,
+            du.volumes_reclaimable,
+        ),
+        row(
+            "Build Cache",
+            du.build_cache_total,
+            0,
+            du.build_cache_size,
+            du.build_cache_size,
+        ),
     ];
     let header = json!({
         "Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE",
