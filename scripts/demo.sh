@@ -12,7 +12,8 @@ echo "installed $(berth version --format '{{.Client.Version}}') to /usr/local/bi
 root=${BERTH_ROOT:-/var/lib/berth}
 export BERTH_ROOT="$root"
 tarball=$(mktemp --suffix=.tar)
-trap 'rm -f "$tarball"' EXIT
+app=$(mktemp -d)
+trap 'rm -rf "$tarball" "$app"' EXIT
 sh scripts/busybox-rootfs.sh "$tarball"
 set -x
 berth import --change 'CMD ["sh"]' "$tarball" busybox:latest
@@ -34,3 +35,20 @@ berth stop demo-web
 berth ps -a --filter name=demo-web
 berth rm -v demo-web
 berth volume rm demo-data
+
+# A Dockerfile build: a multistage image whose final stage holds only the
+# built artifact; the second build is all cache hits.
+cat > "$app/Dockerfile" <<'DOCKERFILE'
+FROM busybox AS build
+COPY greet.sh /src/greet.sh
+RUN mkdir /out && sed 's/WHO/Berth/' /src/greet.sh > /out/greet.sh
+FROM busybox
+COPY --from=build /out/greet.sh /usr/local/bin/greet
+CMD ["sh", "/usr/local/bin/greet"]
+DOCKERFILE
+echo 'echo "hello from a Dockerfile built by WHO"' > "$app/greet.sh"
+berth build -t demo-app "$app"
+berth build -t demo-app "$app"
+berth run --rm demo-app
+berth history demo-app
+berth rmi demo-app

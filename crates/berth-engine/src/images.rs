@@ -425,6 +425,24 @@ impl Engine {
         }
         self.store.delete_image(&img.id)?;
         out.push(RemovedItem::Deleted(img.id));
+        // Untagged parents nothing else needs go too (a build's step
+        // images), as Docker's rmi prunes them.
+        let mut parent = img.parent;
+        while let Some(pid) = parent {
+            let Some(p) = self.store.image(&pid)? else {
+                break;
+            };
+            if !p.tags.is_empty()
+                || !p.repo_digests.is_empty()
+                || !self.store.children(&p.id)?.is_empty()
+                || !self.store.containers_using(&p.id)?.is_empty()
+            {
+                break;
+            }
+            self.store.delete_image(&p.id)?;
+            out.push(RemovedItem::Deleted(p.id));
+            parent = p.parent;
+        }
         Ok(out)
     }
 
@@ -473,8 +491,16 @@ impl Engine {
             });
         }
         rows.reverse();
-        if let Some(top) = rows.first_mut() {
-            top.id = Some(img.id.clone());
+        // Each image Berth made on a local parent (a build step, a commit)
+        // added one history entry: walk the parents to name each row.
+        let mut cur = Some(img);
+        for row in rows.iter_mut() {
+            let Some(c) = cur else { break };
+            row.id = Some(c.id.clone());
+            cur = match &c.parent {
+                Some(p) => self.store.image(p)?,
+                None => None,
+            };
         }
         Ok(rows)
     }

@@ -191,6 +191,20 @@ fn entrypoint_and_cmd_follow_docker_rules() {
     );
     build(&s, &ctx3, &["-t", "shellform"]);
     assert_eq!(s.ok(&["run", "--rm", "shellform"]), "n=5\n");
+
+    // Every step's image is named in history, and rmi takes the untagged
+    // step images with it, stopping at a tagged parent.
+    let ids = s.ok(&["history", "--format", "{{.ID}}", "ep"]);
+    assert_eq!(ids.lines().count(), 3, "{ids}");
+    assert!(!ids.contains("<missing>"), "{ids}");
+    s.ok(&["rmi", "ep2"]);
+    let out = s.ok(&["rmi", "ep"]);
+    assert_eq!(out.matches("Deleted:").count(), 2, "{out}");
+    assert_eq!(
+        s.ok(&["images", "-aq"]).lines().count(),
+        3,
+        "busybox and shellform's two"
+    );
 }
 
 #[test]
