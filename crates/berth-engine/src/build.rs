@@ -15,6 +15,7 @@ use berth_build::expand;
 use berth_build::ignore::Matcher;
 use berth_build::{CmdForm, CopySpec, Dockerfile, Inst, Src, Stage, Step};
 use berth_layer::WriteOptions;
+use berth_oci::media::Compression;
 use berth_oci::{
     time, ContainerConfig, Digest, Hasher, HealthConfig, History, ImageConfig, Platform, Reference,
     RootFs,
@@ -55,6 +56,8 @@ pub struct BuildOptions {
     pub platform: Option<String>,
     /// `id=…,src=…` secrets for `RUN --mount=type=secret`.
     pub secrets: Vec<String>,
+    /// Layer compression: gzip (Docker's default) or zstd.
+    pub compression: Option<String>,
 }
 
 /// What a stage leaves for later stages and the final image.
@@ -156,6 +159,7 @@ struct Builder<'a> {
     total: usize,
     epoch: Option<u64>,
     platform: Platform,
+    compression: Compression,
 }
 
 /// Seconds for `5s`, `1m30s`, `100ms`, as Go's time.ParseDuration reads them; nanoseconds out.
@@ -313,6 +317,16 @@ impl Engine {
             None => Platform::host(),
         };
 
+        let compression = match opts.compression.as_deref() {
+            None | Some("gzip") => Compression::Gzip,
+            Some("zstd") => Compression::Zstd,
+            Some("uncompressed") => Compression::None,
+            Some(c) => {
+                return Err(bad(format!(
+                    "unknown compression {c:?}: expected gzip, zstd or uncompressed"
+                )))
+            }
+        };
         let mut global = HashMap::new();
         for (k, v) in &df.global_args {
             let value = match build_args.get(k) {
@@ -347,6 +361,7 @@ impl Engine {
             total: 0,
             epoch,
             platform,
+            compression,
         };
         let needed = b.needed(target)?;
         b.total = needed.iter().map(|&i| 1 + df.stages[i].steps.len()).sum();
@@ -991,7 +1006,7 @@ impl Builder<'_> {
             let c = e.container(&c.id)?;
             let (upper, items) = e.changed_items(&c, &exclude)?;
             let _adding = e.adding()?;
-            e.store_layer(&upper, &items, &self.layer_opts())
+            e.store_layer(&upper, &items, &self.layer_opts(), self.compression)
         })();
         let _ = e.remove_container(&c.id, true, true);
         result
@@ -1493,7 +1508,8 @@ impl Builder<'_> {
         let upper = scratch.dir.join("upper");
         let items = berth_layer::overlay_changes(&upper, &scratch.lowers, &[])?;
         let _adding = self.engine.adding()?;
-        self.engine.store_layer(&upper, &items, &self.layer_opts())
+        self.engine
+            .store_layer(&upper, &items, &self.layer_opts(), self.compression)
     }
 
     fn current_stage(&self, step: &Step) -> usize {

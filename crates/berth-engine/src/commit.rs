@@ -28,6 +28,39 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
     }
 }
 
+enum Encoder<W: Write> {
+    Plain(W),
+    Gzip(GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Gzip(w) => w.write(buf),
+            Encoder::Zstd(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Gzip(w) => w.flush(),
+            Encoder::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+impl<W: Write> Encoder<W> {
+    fn finish(self) -> io::Result<()> {
+        match self {
+            Encoder::Plain(_) => Ok(()),
+            Encoder::Gzip(w) => w.finish().map(drop),
+            Encoder::Zstd(w) => w.finish().map(drop),
+        }
+    }
+}
+
 /// The OCI media type of a layer that may have been pulled with a Docker one.
 fn oci_layer_type(media_type: &str) -> String {
     match media::Compression::of_layer(media_type) {
@@ -39,13 +72,14 @@ fn oci_layer_type(media_type: &str) -> String {
 }
 
 impl Engine {
-    /// Writes `items` of `dir` as a gzip layer blob and unpacks the same
-    /// stream into the layer cache.
+    /// Writes `items` of `dir` as a layer blob (gzip or zstd) and unpacks
+    /// the same stream into the layer cache.
     pub(crate) fn store_layer(
         &self,
         dir: &Path,
         items: &[Item],
         opts: &WriteOptions,
+        compression: media::Compression,
     ) -> Result<LayerRef> {
         let (rx, tx) = nix::unistd::pipe().map_err(|e| Error::Internal(format!("pipe: {e}")))?;
         let (rx, tx) = (File::from(rx), File::from(tx));
@@ -64,13 +98,22 @@ impl Engine {
                         .map_err(|e| berth_layer::Error::Tar(e.into_error()))
                 })
             });
-            // A fixed level and flate2's fixed header (no name, no time)
-            // keep the compressed bytes reproducible too.
-            let mut gz = GzEncoder::new(&mut blob, flate2::Compression::new(6));
+            // Fixed levels, flate2's fixed header (no name, no time) and
+            // single-threaded zstd keep the compressed bytes reproducible.
+            let mut enc = match compression {
+                media::Compression::Zstd => Encoder::Zstd(
+                    zstd::stream::write::Encoder::new(&mut blob, 3)
+                        .map_err(Error::io("compress layer of", dir))?,
+                ),
+                media::Compression::None => Encoder::Plain(&mut blob),
+                media::Compression::Gzip => {
+                    Encoder::Gzip(GzEncoder::new(&mut blob, flate2::Compression::new(6)))
+                }
+            };
             let unpacked = self.store.unpack_layer(
                 Tee {
                     inner: rx,
-                    out: &mut gz,
+                    out: &mut enc,
                 },
                 None,
             );
@@ -79,14 +122,14 @@ impl Engine {
                 .join()
                 .map_err(|_| Error::Internal("layer writer panicked".into()))??;
             let extracted = unpacked?;
-            gz.finish().map_err(Error::io("compress layer of", dir))?;
+            enc.finish().map_err(Error::io("compress layer of", dir))?;
             Ok(extracted)
         })?;
         let (blob_digest, blob_size) = blob.commit(None)?;
         Ok(LayerRef {
             diff_id: extracted.diff_id,
             blob: blob_digest,
-            media_type: media::OCI_LAYER_GZIP.into(),
+            media_type: compression.oci_layer_type().into(),
             size: extracted.size,
             blob_size,
         })

@@ -30,8 +30,6 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    #[error("zstd-compressed layers are not supported yet")]
-    ZstdUnsupported,
 }
 
 impl Error {
@@ -52,6 +50,8 @@ pub fn decompress<'a, R: Read + 'a>(reader: R) -> Result<Box<dyn Read + 'a>, Err
         Compression::None => Ok(Box::new(buffered)),
         // MultiGzDecoder: `cat a.gz b.gz` is a valid gzip stream and some tools write layers that way.
         Compression::Gzip => Ok(Box::new(flate2::bufread::MultiGzDecoder::new(buffered))),
-        Compression::Zstd => Err(Error::ZstdUnsupported),
+        Compression::Zstd => Ok(Box::new(
+            zstd::stream::read::Decoder::with_buffer(buffered).map_err(Error::Tar)?,
+        )),
     }
 }

@@ -459,3 +459,29 @@ fn bad_input_is_named_with_its_line() {
     }
     assert!(mounts_under(s.dir.path()).is_empty());
 }
+
+#[test]
+fn zstd_layers_build_save_load_and_run() {
+    let s = store();
+    let ctx = context(
+        &s,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo packed > /packed\nCMD [\"cat\", \"/packed\"]\n",
+        )],
+    );
+    build(&s, &ctx, &["--compression", "zstd", "-t", "z"]);
+    assert_eq!(s.ok(&["run", "--rm", "z"]), "packed\n");
+    let archive = s.dir.path().join("z.tar");
+    s.ok(&["save", "-o", archive.to_str().unwrap(), "z"]);
+    let bytes = fs::read(&archive).unwrap();
+    let needle = b"application/vnd.oci.image.layer.v1.tar+zstd";
+    assert!(bytes.windows(needle.len()).any(|w| w == needle));
+
+    let other = TestStore::new();
+    other.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(other.ok(&["run", "--rm", "z"]), "packed\n");
+    let err = s.fails(&["build", "--compression", "lz4", ctx.to_str().unwrap()]);
+    assert!(err.contains("unknown compression \"lz4\""), "{err}");
+}

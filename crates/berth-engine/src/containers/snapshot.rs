@@ -94,7 +94,12 @@ impl Engine {
         }
         let layer = self.changed_items(&c, &[]).and_then(|(upper, items)| {
             let _adding = self.adding()?;
-            self.store_layer(&upper, &items, &WriteOptions::default())
+            self.store_layer(
+                &upper,
+                &items,
+                &WriteOptions::default(),
+                berth_oci::media::Compression::Gzip,
+            )
         });
         if paused {
             self.unpause_container(&c.id)?;

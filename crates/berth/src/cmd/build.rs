@@ -50,6 +50,9 @@ pub struct BuildArgs {
     /// Secret to expose to the build (format: "id=mysecret,src=/local/secret")
     #[arg(long = "secret")]
     secrets: Vec<String>,
+    /// Layer compression (gzip, zstd or uncompressed)
+    #[arg(long)]
+    compression: Option<String>,
     /// Build context: a directory, a tar archive, or - (a tar or a Dockerfile on stdin)
     context: String,
 }
@@ -177,6 +180,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
         network: a.network,
         platform: a.platform,
         secrets: a.secrets,
+        compression: a.compression,
     };
     let id = if a.quiet || a.progress == "quiet" {
         engine.build(&opts, &mut io::sink())?
