@@ -24,7 +24,7 @@ use berth_store::ImageRecord;
 
 use crate::containers::rootfs::{self, resolve_in_root};
 use crate::containers::{AttachOptions, CreateOptions, Event, Frame};
-use crate::{Engine, Error, Result};
+use crate::{Engine, EngineOptions, Error, Result};
 
 /// Build args Docker accepts without an ARG declaration.
 const PROXY_ARGS: [&str; 8] = [
@@ -363,11 +363,17 @@ impl Engine {
             platform,
             compression,
         };
-        let needed = b.needed(target)?;
-        b.total = needed.iter().map(|&i| 1 + df.stages[i].steps.len()).sum();
+        let waves = b.waves(target)?;
+        let mut needed: Vec<usize> = waves.iter().flatten().copied().collect();
+        needed.sort();
+        // Step numbers follow the Dockerfile, whatever order stages finish in.
+        let mut first_step = HashMap::new();
         for &i in &needed {
-            let built = b.stage(i)?;
-            b.built[i] = Some(built);
+            first_step.insert(i, b.total);
+            b.total += 1 + df.stages[i].steps.len();
+        }
+        for wave in &waves {
+            b.wave(wave, &first_step)?;
         }
         let last = b.built[target].clone().expect("target built");
         let mut rec = last.rec;
@@ -443,7 +449,43 @@ impl Engine {
     }
 }
 
-impl Builder<'_> {
+struct Seed<'a> {
+    opts: &'a BuildOptions,
+    df: &'a Dockerfile,
+    ignore: Matcher,
+    build_args: HashMap<String, String>,
+    global: HashMap<String, String>,
+    built: Vec<Option<Built>>,
+    total: usize,
+    epoch: Option<u64>,
+    platform: Platform,
+    compression: Compression,
+}
+
+impl<'a> Seed<'a> {
+    fn builder<'b>(self, engine: &'b Engine, out: &'b mut dyn Write) -> Builder<'b>
+    where
+        'a: 'b,
+    {
+        Builder {
+            engine,
+            opts: self.opts,
+            df: self.df,
+            out,
+            ignore: self.ignore,
+            build_args: self.build_args,
+            global: self.global,
+            built: self.built,
+            step_no: 0,
+            total: self.total,
+            epoch: self.epoch,
+            platform: self.platform,
+            compression: self.compression,
+        }
+    }
+}
+
+impl<'a> Builder<'a> {
     fn created(&self) -> String {
         match self.epoch {
             Some(e) => time::format_rfc3339(e as i64 * 1_000_000_000),
@@ -466,46 +508,138 @@ impl Builder<'_> {
             .map_err(|e| bad(e.to_string()))
     }
 
-    /// The stages `target` depends on (FROM a stage, COPY --from,
-    /// RUN --mount from=), in Dockerfile order, ending with it.
-    fn needed(&self, target: usize) -> Result<Vec<usize>> {
-        let mut need = HashSet::new();
-        let mut todo = vec![target];
-        while let Some(i) = todo.pop() {
-            if !need.insert(i) {
-                continue;
-            }
-            let s = &self.df.stages[i];
-            let mut refs = vec![self.global_word(&s.base)?];
-            for step in &s.steps {
-                match &step.inst {
-                    Inst::Copy(c) => refs.extend(c.from.clone()),
-                    Inst::Run { mounts, .. } => {
-                        for m in mounts {
-                            for kv in m.split(',') {
-                                if let Some(v) = kv.strip_prefix("from=") {
-                                    refs.push(v.to_string());
-                                }
+    /// The earlier stages stage `i` reads: its FROM, COPY --from and
+    /// RUN --mount from=.
+    fn deps(&self, i: usize) -> Result<Vec<usize>> {
+        let s = &self.df.stages[i];
+        let mut refs = vec![self.global_word(&s.base)?];
+        for step in &s.steps {
+            match &step.inst {
+                Inst::Copy(c) => refs.extend(c.from.clone()),
+                Inst::Run { mounts, .. } => {
+                    for m in mounts {
+                        for kv in m.split(',') {
+                            if let Some(v) = kv.strip_prefix("from=") {
+                                refs.push(v.to_string());
                             }
                         }
                     }
-                    _ => {}
                 }
+                _ => {}
             }
-            for r in refs {
-                if let Some(j) = self.stage_index(&r, i) {
-                    todo.push(j);
-                } else if let Ok(n) = r.parse::<usize>() {
-                    return Err(bad(format!(
-                        "{}:{}: stage {n} does not exist before stage {i}",
-                        self.opts.dockerfile_name, s.line
-                    )));
+        }
+        let mut out = Vec::new();
+        for r in refs {
+            if let Some(j) = self.stage_index(&r, i) {
+                out.push(j);
+            } else if let Ok(n) = r.parse::<usize>() {
+                return Err(bad(format!(
+                    "{}:{}: stage {n} does not exist before stage {i}",
+                    self.opts.dockerfile_name, s.line
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stages `target` needs, grouped in waves: a stage's dependencies
+    /// are all in earlier waves, so the stages of one wave can build at
+    /// the same time.
+    fn waves(&self, target: usize) -> Result<Vec<Vec<usize>>> {
+        let mut need = HashSet::new();
+        let mut todo = vec![target];
+        while let Some(i) = todo.pop() {
+            if need.insert(i) {
+                todo.extend(self.deps(i)?);
+            }
+        }
+        let mut order: Vec<usize> = need.into_iter().collect();
+        order.sort();
+        let mut level: HashMap<usize, usize> = HashMap::new();
+        let mut waves: Vec<Vec<usize>> = Vec::new();
+        for &i in &order {
+            let l = self
+                .deps(i)?
+                .iter()
+                .map(|d| level[d] + 1)
+                .max()
+                .unwrap_or(0);
+            level.insert(i, l);
+            if waves.len() <= l {
+                waves.resize(l + 1, Vec::new());
+            }
+            waves[l].push(i);
+        }
+        Ok(waves)
+    }
+
+    /// What a builder on another thread starts from: everything but the
+    /// engine (the store's SQLite handle stays on its thread) and output.
+    fn seed(&self) -> Seed<'a> {
+        Seed {
+            opts: self.opts,
+            df: self.df,
+            ignore: self.ignore.clone(),
+            build_args: self.build_args.clone(),
+            global: self.global.clone(),
+            built: self.built.clone(),
+            total: self.total,
+            epoch: self.epoch,
+            platform: self.platform.clone(),
+            compression: self.compression,
+        }
+    }
+
+    /// Builds the stages of one wave, in parallel when there are several;
+    /// their output is shown stage by stage, in Dockerfile order.
+    fn wave(&mut self, wave: &[usize], first_step: &HashMap<usize, usize>) -> Result<()> {
+        if let [i] = wave {
+            self.step_no = first_step[i];
+            let built = self.stage(*i)?;
+            self.built[*i] = Some(built);
+            return Ok(());
+        }
+        let engine_opts = EngineOptions {
+            root: self.engine.root().to_path_buf(),
+            runroot: self.engine.runroot().to_path_buf(),
+        };
+        let results: Vec<(usize, Result<Built>, Vec<u8>)> = std::thread::scope(|sc| {
+            let handles: Vec<_> = wave
+                .iter()
+                .map(|&i| {
+                    let engine_opts = engine_opts.clone();
+                    let start = first_step[&i];
+                    let seed = self.seed();
+                    sc.spawn(move || {
+                        let mut buf = Vec::new();
+                        let r = Engine::open(engine_opts).and_then(|engine| {
+                            let mut b = seed.builder(&engine, &mut buf);
+                            b.step_no = start;
+                            b.stage(i)
+                        });
+                        (i, r, buf)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("stage thread panicked"))
+                .collect()
+        });
+        let mut first_err = None;
+        for (i, r, buf) in results {
+            let _ = self.out.write_all(&buf);
+            match r {
+                Ok(b) => self.built[i] = Some(b),
+                Err(e) => {
+                    first_err.get_or_insert(e);
                 }
             }
         }
-        let mut v: Vec<usize> = need.into_iter().collect();
-        v.sort();
-        Ok(v)
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn say(&mut self, line: &str) {

@@ -485,3 +485,33 @@ fn zstd_layers_build_save_load_and_run() {
     let err = s.fails(&["build", "--compression", "lz4", ctx.to_str().unwrap()]);
     assert!(err.contains("unknown compression \"lz4\""), "{err}");
 }
+
+#[test]
+fn independent_stages_build_at_the_same_time() {
+    let s = store();
+    // Each stage waits (up to 20 s) for the other to arrive at a shared
+    // cache mount: built one after the other, the first would give up.
+    let meet = |me: &str, other: &str| {
+        format!(
+            "FROM busybox AS {me}\n\
+             RUN --mount=type=cache,id=rendezvous,target=/rv touch /rv/{me} && \
+             i=0; while [ ! -e /rv/{other} ]; do i=$((i+1)); [ $i -gt 200 ] && exit 7; sleep 0.1; done; \
+             echo {me} > /{me}.done\n"
+        )
+    };
+    let df = format!(
+        "{}{}FROM busybox\nCOPY --from=left /left.done /\nCOPY --from=right /right.done /\n",
+        meet("left", "right"),
+        meet("right", "left")
+    );
+    let ctx = context(&s, "ctx", &[("Dockerfile", &df)]);
+    let out = build(&s, &ctx, &["-t", "both"]);
+    let left = out.find("STEP 1/7: FROM busybox AS left").expect(&out);
+    let right = out.find("STEP 3/7: FROM busybox AS right").expect(&out);
+    assert!(left < right, "output stays in Dockerfile order: {out}");
+    assert_eq!(
+        s.ok(&["run", "--rm", "both", "cat", "/left.done", "/right.done"]),
+        "left\nright\n"
+    );
+    assert!(mounts_under(s.dir.path()).is_empty());
+}
