@@ -160,6 +160,8 @@ struct Builder<'a> {
     epoch: Option<u64>,
     platform: Platform,
     compression: Compression,
+    /// ADD URLs fetched by this build: url to (file, content digest).
+    downloads: std::cell::RefCell<HashMap<String, (PathBuf, Digest)>>,
 }
 
 /// Seconds for `5s`, `1m30s`, `100ms`, as Go's time.ParseDuration reads them; nanoseconds out.
@@ -362,6 +364,7 @@ impl Engine {
             epoch,
             platform,
             compression,
+            downloads: Default::default(),
         };
         let waves = b.waves(target)?;
         let mut needed: Vec<usize> = waves.iter().flatten().copied().collect();
@@ -481,6 +484,7 @@ impl<'a> Seed<'a> {
             epoch: self.epoch,
             platform: self.platform,
             compression: self.compression,
+            downloads: Default::default(),
         }
     }
 }
@@ -1427,11 +1431,11 @@ impl<'a> Builder<'a> {
         } else {
             for (s, src) in srcs.iter().zip(&c.srcs) {
                 if let Src::Path(_) = src {
-                    if c.add && (s.starts_with("http://") || s.starts_with("https://")) {
-                        return Err(bad(format!(
-                            "{}: ADD from a URL is not supported yet ({s})",
-                            self.where_(step)
-                        )));
+                    if c.add && is_url(s) {
+                        let (_, digest) = self.download(s, c.checksum.as_deref(), step)?;
+                        h.update(s.as_bytes());
+                        h.update(digest.to_string().as_bytes());
+                        continue;
                     }
                     for rel in self.context_matches(s, step, what)? {
                         self.hash_tree(&rel, &mut h)?;
@@ -1535,6 +1539,8 @@ impl<'a> Builder<'a> {
         // (source on the host, name it keeps when copied into a directory)
         let mut sources: Vec<(Option<PathBuf>, String, Option<String>)> = Vec::new();
         let mut globbed = false;
+        // Remote files are copied as they are, never unpacked (Docker's rule).
+        let mut downloaded: HashSet<PathBuf> = HashSet::new();
         for s in &c.srcs {
             match s {
                 Src::HereDoc { name, body, expand } => {
@@ -1547,6 +1553,19 @@ impl<'a> Builder<'a> {
                 }
                 Src::Path(p) => {
                     let p = self.word(st, p, step)?;
+                    if c.add && is_url(&p) {
+                        let (file, _) = self.download(&p, c.checksum.as_deref(), step)?;
+                        let name = p
+                            .split(['?', '#'])
+                            .next()
+                            .and_then(|u| u.rsplit('/').next())
+                            .filter(|n| !n.is_empty())
+                            .unwrap_or("index.html")
+                            .to_string();
+                        downloaded.insert(file.clone());
+                        sources.push((Some(file), name, None));
+                        continue;
+                    }
                     globbed |= has_glob(&p);
                     if c.from.is_some() {
                         let host = resolve_in_root(&src_root, &p)
@@ -1613,7 +1632,7 @@ impl<'a> Builder<'a> {
                     if md.is_dir() {
                         copy.mkdirs(&root, &target_dir)?;
                         copy.tree(&src, &target_dir)?;
-                    } else if c.add && is_archive(&src) {
+                    } else if c.add && !downloaded.contains(&src) && is_archive(&src) {
                         copy.mkdirs(&root, &target_dir)?;
                         let f = fs::File::open(&src).map_err(Error::io("open", &src))?;
                         let r = berth_layer::decompress(io::BufReader::new(f))?;
@@ -1646,6 +1665,40 @@ impl<'a> Builder<'a> {
             .store_layer(&upper, &items, &self.layer_opts(), self.compression)
     }
 
+    /// Fetches an ADD URL once per build and checks `--checksum`.
+    fn download(
+        &self,
+        url: &str,
+        checksum: Option<&str>,
+        step: &Step,
+    ) -> Result<(PathBuf, Digest)> {
+        if let Some(d) = self.downloads.borrow().get(url) {
+            return Ok(d.clone());
+        }
+        let dir = self.engine.store.scratch_dir("add-")?;
+        let file = dir.join("download");
+        let digest = crate::fetch::http_get(url, &file)
+            .map_err(|e| bad(format!("{}: {e}", self.where_(step))))?;
+        if let Some(want) = checksum {
+            let want: Digest = want.parse().map_err(|_| {
+                bad(format!(
+                    "{}: ADD --checksum={want}: expected sha256:<hex>",
+                    self.where_(step)
+                ))
+            })?;
+            if want != digest {
+                return Err(bad(format!(
+                    "{}: ADD {url}: checksum mismatch: expected {want}, got {digest}",
+                    self.where_(step)
+                )));
+            }
+        }
+        self.downloads
+            .borrow_mut()
+            .insert(url.to_string(), (file.clone(), digest.clone()));
+        Ok((file, digest))
+    }
+
     fn current_stage(&self, step: &Step) -> usize {
         self.df
             .stages
@@ -1653,6 +1706,10 @@ impl<'a> Builder<'a> {
             .rposition(|s| s.line <= step.line)
             .unwrap_or(0)
     }
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
 }
 
 /// A gzip or plain tar (ADD extracts those).

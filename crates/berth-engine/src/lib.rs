@@ -7,6 +7,7 @@ mod build;
 mod changes;
 mod commit;
 pub mod containers;
+mod fetch;
 mod images;
 mod import;
 mod system;

@@ -515,3 +515,73 @@ fn independent_stages_build_at_the_same_time() {
     );
     assert!(mounts_under(s.dir.path()).is_empty());
 }
+
+/// A one-file HTTP server on loopback: `/file.tgz` and a redirect to it.
+fn serve(body: Vec<u8>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut first = String::new();
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            r.read_line(&mut first).unwrap();
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap() == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            if first.starts_with("GET /old ") {
+                let _ = c.write_all(
+                    b"HTTP/1.1 302 Found\r\nLocation: /file.tgz\r\nContent-Length: 0\r\n\r\n",
+                );
+            } else if first.starts_with("GET /file.tgz ") {
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = c.write_all(&body);
+            } else {
+                let _ = c.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn add_from_a_url_checks_the_checksum_and_never_unpacks() {
+    let s = store();
+    let body = {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, b"not unpacked").unwrap();
+        gz.finish().unwrap()
+    };
+    let sum = common::sha256_hex(&body);
+    let port = serve(body);
+    let df = format!(
+        "FROM busybox\nADD --checksum=sha256:{sum} http://127.0.0.1:{port}/old /dl/\nADD http://127.0.0.1:{port}/file.tgz /named.tgz\n"
+    );
+    let ctx = context(&s, "ctx", &[("Dockerfile", &df)]);
+    build(&s, &ctx, &["-t", "dl"]);
+    let out = s.ok(&["run", "--rm", "dl", "sh", "-c", "ls /dl; zcat /named.tgz"]);
+    assert_eq!(out, "old\nnot unpacked");
+
+    let wrong = format!(
+        "FROM busybox\nADD --checksum=sha256:{} http://127.0.0.1:{port}/file.tgz /x\n",
+        "0".repeat(64)
+    );
+    let ctx = context(&s, "wrong", &[("Dockerfile", &wrong)]);
+    let err = s.fails(&["build", ctx.to_str().unwrap()]);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("checksum mismatch"),
+        "{err}"
+    );
+    let missing = format!("FROM busybox\nADD http://127.0.0.1:{port}/nope /x\n");
+    let ctx = context(&s, "missing", &[("Dockerfile", &missing)]);
+    let err = s.fails(&["build", ctx.to_str().unwrap()]);
+    assert!(err.contains("404"), "{err}");
+}
