@@ -3,10 +3,9 @@
 use std::io::{self, Read, Write};
 
 use berth_oci::{
-    media, time, ContainerConfig, Descriptor, Digest, History, ImageConfig, Manifest, Platform,
-    Reference, RootFs,
+    media, time, ContainerConfig, Digest, History, ImageConfig, Platform, Reference, RootFs,
 };
-use berth_store::{BlobWriter, LayerRef, NewImage};
+use berth_store::{BlobWriter, LayerRef};
 
 use crate::{changes, Engine, Error, Result};
 
@@ -100,45 +99,18 @@ impl Engine {
             }],
             ..Default::default()
         };
-        let config_bytes = image_config.to_vec();
-        let config_digest = self.store.put_blob(&config_bytes)?;
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(media::OCI_MANIFEST.into()),
-            artifact_type: None,
-            config: Descriptor::new(
-                media::OCI_CONFIG,
-                config_digest.clone(),
-                config_bytes.len() as u64,
-            ),
-            layers: vec![Descriptor::new(
-                media::OCI_LAYER,
-                layer_digest.clone(),
-                layer_size,
-            )],
-            subject: None,
-            annotations: None,
-        };
-        let manifest_digest = self.store.put_blob(&manifest.to_vec())?;
         let tags: Vec<String> = tag.iter().map(|t| t.to_string()).collect();
-        self.store.put_image(
-            &NewImage {
-                id: config_digest.clone(),
-                manifest_digest,
-                manifest_media_type: media::OCI_MANIFEST.into(),
-                created: Some(now),
-                parent: None,
-                layers: vec![LayerRef {
-                    diff_id: extracted.diff_id,
-                    blob: layer_digest,
-                    media_type: media::OCI_LAYER.into(),
-                    size: extracted.size,
-                    blob_size: layer_size,
-                }],
-            },
+        self.put_child_image(
+            None,
+            Some(LayerRef {
+                diff_id: extracted.diff_id,
+                blob: layer_digest,
+                media_type: media::OCI_LAYER.into(),
+                size: extracted.size,
+                blob_size: layer_size,
+            }),
+            &image_config,
             &tags,
-            &[],
-        )?;
-        Ok(config_digest)
+        )
     }
 }
