@@ -762,7 +762,7 @@ impl<'a> Builder<'a> {
             .as_ref()
             .map(|r| r.id.to_string())
             .unwrap_or_else(|| "scratch".into());
-        let (desc, inputs) = self.describe(stage, st, step)?;
+        let (desc, inputs) = self.describe(st, step)?;
         let mut h = Hasher::sha256();
         for part in [parent.as_str(), desc.as_str(), inputs.as_str()] {
             h.update(part.as_bytes());
@@ -783,7 +783,7 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        let id = self.execute(stage, st, step, &desc)?;
+        let id = self.execute(stage, st, step)?;
         self.engine.store.cache_put(&key, &id, time::now_nanos())?;
         self.say(&format!(" ---> {}", &id.hex()[..12]));
         Ok(())
@@ -791,7 +791,7 @@ impl<'a> Builder<'a> {
 
     /// The step as its cache key sees it (after expansion), and a digest
     /// of what it reads from outside the image.
-    fn describe(&self, _stage: usize, st: &StageState, step: &Step) -> Result<(String, String)> {
+    fn describe(&self, st: &StageState, step: &Step) -> Result<(String, String)> {
         Ok(match &step.inst {
             Inst::Run {
                 cmd,
@@ -842,13 +842,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Runs one step for real and records its image.
-    fn execute(
-        &mut self,
-        stage: usize,
-        st: &mut StageState,
-        step: &Step,
-        desc: &str,
-    ) -> Result<Digest> {
+    fn execute(&mut self, stage: usize, st: &mut StageState, step: &Step) -> Result<Digest> {
         let mut layer = None;
         let shown = step.text.clone();
         match &step.inst {
@@ -1016,7 +1010,6 @@ impl<'a> Builder<'a> {
             }
             Inst::Arg(_) => unreachable!("handled by step"),
         }
-        let _ = desc;
         if let Some(l) = &layer {
             st.config.rootfs.diff_ids.push(l.diff_id.clone());
         }
@@ -1069,7 +1062,7 @@ impl<'a> Builder<'a> {
                 env.push(format!("{k}={v}"));
             }
         }
-        let (mount_specs, exclude) = self.run_mounts(stage, st, step, mounts)?;
+        let (mount_specs, exclude, _mounted) = self.run_mounts(stage, st, step, mounts)?;
         let opts = CreateOptions {
             image: rec.id.to_string(),
             cmd: argv.clone(),
@@ -1158,9 +1151,11 @@ impl<'a> Builder<'a> {
         st: &StageState,
         step: &Step,
         mounts: &[String],
-    ) -> Result<(Vec<String>, Vec<PathBuf>)> {
+    ) -> Result<(Vec<String>, Vec<PathBuf>, Vec<Scratch>)> {
         let mut specs = Vec::new();
         let mut exclude = Vec::new();
+        // Stages and images bound with from= stay mounted until the RUN ends.
+        let mut guards = Vec::new();
         for m in mounts {
             let mut kv: BTreeMap<String, String> = BTreeMap::new();
             for part in m.split(',') {
@@ -1212,17 +1207,22 @@ impl<'a> Builder<'a> {
                             self.where_(step)
                         )));
                     }
-                    let root = match kv.get("from") {
-                        Some(f) => self.source_root(stage, f, step)?.0,
-                        None => self.opts.context.clone(),
+                    let host = match kv.get("from") {
+                        Some(f) => {
+                            let (root, guard) = self.source_root(stage, f, step)?;
+                            guards.extend(guard);
+                            resolve_in_root(&root, &src).map_err(Error::io("resolve", &root))?
+                        }
+                        None => {
+                            let rel = clean_rel(&src).ok_or_else(|| {
+                                bad(format!(
+                                    "{}: RUN --mount: {src} is outside the build context",
+                                    self.where_(step)
+                                ))
+                            })?;
+                            self.opts.context.join(rel)
+                        }
                     };
-                    let rel = clean_rel(&src).ok_or_else(|| {
-                        bad(format!(
-                            "{}: RUN --mount: {src} is outside the build context",
-                            self.where_(step)
-                        ))
-                    })?;
-                    let host = root.join(rel);
                     exclude.push(PathBuf::from(t.trim_start_matches('/')));
                     format!("type=bind,source={},target={t},readonly", host.display())
                 }
@@ -1247,7 +1247,7 @@ impl<'a> Builder<'a> {
             };
             specs.push(spec);
         }
-        Ok((specs, exclude))
+        Ok((specs, exclude, guards))
     }
 
     fn secret(&self, id: &str) -> Option<PathBuf> {

@@ -91,8 +91,9 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    /// Appends the items under `rel`; says whether it added any.
-    fn visit(&self, rel: &Path, out: &mut Vec<Item>) -> Result<bool, Error> {
+    /// Appends the items under `rel`; says whether it added any, and
+    /// whether it left out an excluded path.
+    fn visit(&self, rel: &Path, out: &mut Vec<Item>) -> Result<(bool, bool), Error> {
         let dir = self.upper.join(rel);
         let mut names: Vec<_> = fs::read_dir(&dir)
             .map_err(Error::io("read", &dir))?
@@ -101,9 +102,11 @@ impl Walker<'_> {
             .map_err(Error::io("read", &dir))?;
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let before = out.len();
+        let mut excluded_any = false;
         for name in names {
             let path = rel.join(&name);
             if self.exclude.iter().any(|e| e == &path) {
+                excluded_any = true;
                 continue;
             }
             let abs = self.upper.join(&path);
@@ -125,14 +128,18 @@ impl Walker<'_> {
                     kind: Kind::Dir { opaque },
                     in_lower: lower.is_some(),
                 });
-                let children = self.visit(&path, out)?;
+                let (children, excluded) = self.visit(&path, out)?;
+                excluded_any |= excluded;
                 let same_as_lower = lower.as_ref().is_some_and(|l| {
                     l.is_dir()
                         && l.mode() == meta.mode()
                         && l.uid() == meta.uid()
                         && l.gid() == meta.gid()
                 });
-                if !children && !opaque && same_as_lower {
+                // A new dir that holds only excluded paths was made for
+                // them (a mount target's parents).
+                let made_for_excluded = lower.is_none() && excluded;
+                if !children && !opaque && (same_as_lower || made_for_excluded) {
                     out.truncate(at);
                 }
             } else {
@@ -143,7 +150,7 @@ impl Walker<'_> {
                 });
             }
         }
-        Ok(out.len() > before)
+        Ok((out.len() > before, excluded_any))
     }
 
     /// What `rel` is in the union of the lower layers, if anything.

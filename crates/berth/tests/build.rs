@@ -585,3 +585,49 @@ fn add_from_a_url_checks_the_checksum_and_never_unpacks() {
     let err = s.fails(&["build", ctx.to_str().unwrap()]);
     assert!(err.contains("404"), "{err}");
 }
+
+#[test]
+fn run_mounts_bind_cache_tmpfs_and_secret() {
+    let s = store();
+    let secret = s.dir.path().join("token");
+    fs::write(&secret, "s3cret").unwrap();
+    let df = "FROM busybox AS src\nRUN echo from-stage > /made\n\
+              FROM busybox\n\
+              RUN --mount=type=bind,from=src,source=/made,target=/m \
+                  --mount=type=bind,source=input.txt,target=/in \
+                  --mount=type=tmpfs,target=/scratch \
+                  --mount=type=secret,id=token \
+                  --mount=type=cache,target=/cache \
+                  cat /m /in /run/secrets/token > /result && touch /scratch/x /cache/y\n";
+    let ctx = context(
+        &s,
+        "ctx",
+        &[("Dockerfile", df), ("input.txt", "from-context\n")],
+    );
+    build(
+        &s,
+        &ctx,
+        &[
+            "--secret",
+            &format!("id=token,src={}", secret.display()),
+            "-t",
+            "mounts",
+        ],
+    );
+    assert_eq!(
+        s.ok(&["run", "--rm", "mounts", "cat", "/result"]),
+        "from-stage\nfrom-context\ns3cret"
+    );
+    let leftovers = s.ok(&[
+        "run",
+        "--rm",
+        "mounts",
+        "sh",
+        "-c",
+        "ls -A /m /in /scratch /cache /run/secrets 2>&1 | grep -c 'No such'",
+    ]);
+    assert_eq!(leftovers.trim(), "5", "mount targets stay out of the layer");
+    let err = s.fails(&["build", "--no-cache", ctx.to_str().unwrap()]);
+    assert!(err.contains("secret \"token\" was not given"), "{err}");
+    assert!(mounts_under(s.dir.path()).is_empty());
+}
