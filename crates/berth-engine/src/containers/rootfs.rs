@@ -104,6 +104,10 @@ impl Engine {
             upper.display(),
             work.display()
         );
+        // The working directory is the process's: parallel build stages
+        // must not move it under each other.
+        static CWD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _cwd = CWD.lock().unwrap_or_else(|e| e.into_inner());
         let cwd = std::env::current_dir().ok();
         std::env::set_current_dir(&layers_root).map_err(Error::io("enter", &layers_root))?;
         let r = mount(
