@@ -8,7 +8,7 @@
 #   tini             `run --init` (Docker ships it as docker-init)
 #   procps           `top` reads ps
 set -eu
-pkgs="busybox-static libseccomp-dev pkg-config gcc skopeo podman runc tini procps"
+pkgs="busybox-static libseccomp-dev pkg-config gcc skopeo podman runc tini procps nftables"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

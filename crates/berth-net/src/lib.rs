@@ -1,0 +1,275 @@
+//! Container networking mechanism, no policy: named network namespaces,
+//! a bridge with its gateway address, a veth pair per container (links and
+//! addresses through netlink, never by running `ip`), and nftables rules
+//! for published ports and outbound masquerading.
+//!
+//! Every call here runs on a short-lived thread of its own: a netns switch
+//! only changes the calling thread, and the monitor that calls us must stay
+//! single-threaded around libcontainer's clone3, so nothing lingers.
+
+pub mod nft;
+
+use std::fs::{self, File};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Netlink(String),
+    #[error("nft: {0}")]
+    Nft(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn nl(what: &str) -> impl FnOnce(rtnetlink::Error) -> Error + '_ {
+    move |e| Error::Netlink(format!("{what}: {e}"))
+}
+
+/// Runs `f` on a thread of its own (optionally inside the netns at
+/// `netns`), with a single-threaded tokio runtime for netlink.
+fn on_thread<T: Send>(
+    netns: Option<&Path>,
+    f: impl FnOnce(&tokio::runtime::Runtime) -> Result<T> + Send,
+) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if let Some(p) = netns {
+                let ns = File::open(p).map_err(io("open netns", p))?;
+                setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| io("enter netns", p)(e.into()))?;
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .map_err(io("start netlink runtime for", Path::new("-")))?;
+            f(&rt)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::Netlink("network thread panicked".into())))
+    })
+}
+
+/// Connects to netlink from the current thread's netns.
+fn handle(rt: &tokio::runtime::Runtime) -> Result<rtnetlink::Handle> {
+    let _g = rt.enter();
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(io("open netlink socket", Path::new("-")))?;
+    rt.spawn(conn);
+    Ok(handle)
+}
+
+fn index(name: &str) -> Option<u32> {
+    nix::net::if_::if_nametoindex(name).ok()
+}
+
+/// Makes a new network namespace and pins it at `path` (a file).
+pub fn create_netns(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io("create", dir))?;
+    }
+    File::create(path).map_err(io("create", path))?;
+    let r = std::thread::scope(|s| {
+        s.spawn(|| -> Result<()> {
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| io("unshare netns for", path)(e.into()))?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| io("pin netns at", path)(e.into()))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::Netlink("netns thread panicked".into())))
+    });
+    if r.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    r
+}
+
+/// Unpins and removes a namespace made by [`create_netns`]; its
+/// interfaces (the container end of a veth, and so its peer) go with it.
+pub fn delete_netns(path: &Path) {
+    let _ = umount2(path, MntFlags::MNT_DETACH);
+    let _ = fs::remove_file(path);
+}
+
+/// Brings `lo` up inside the namespace.
+pub fn loopback_up(netns: &Path) -> Result<()> {
+    on_thread(Some(netns), |rt| {
+        let h = handle(rt)?;
+        let lo = index("lo").ok_or_else(|| Error::Netlink("no lo in the namespace".into()))?;
+        rt.block_on(h.link().set(lo).up().execute())
+            .map_err(nl("set lo up"))
+    })
+}
+
+/// Creates the bridge `name` with `gateway/prefix` if it is missing, and
+/// lets published ports reach it from the host's loopback.
+pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
+    on_thread(None, |rt| {
+        let h = handle(rt)?;
+        if index(name).is_none() {
+            let r = rt.block_on(h.link().add().bridge(name.to_string()).execute());
+            // Another process may have made it in the meantime.
+            if let Err(e) = r {
+                if index(name).is_none() {
+                    return Err(nl("create bridge")(e));
+                }
+            }
+        }
+        let idx = index(name).ok_or_else(|| Error::Netlink(format!("bridge {name} vanished")))?;
+        // An address the bridge already has answers EEXIST.
+        if let Err(e) = rt.block_on(h.address().add(idx, gateway.into(), prefix).execute()) {
+            if !e.to_string().contains("File exists") {
+                return Err(nl("add bridge address")(e));
+            }
+        }
+        rt.block_on(h.link().set(idx).up().execute())
+            .map_err(nl("set bridge up"))
+    })?;
+    // Forwarding, and loopback traffic to published ports routed out to
+    // the bridge (the kernel drops 127/8 on other interfaces otherwise).
+    sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+    sysctl(
+        &format!("/proc/sys/net/ipv4/conf/{name}/route_localnet"),
+        "1",
+    )
+}
+
+fn sysctl(path: &str, value: &str) -> Result<()> {
+    let p = Path::new(path);
+    if fs::read_to_string(p)
+        .map(|v| v.trim() == value)
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    fs::write(p, value).map_err(io("set", p))
+}
+
+pub fn delete_link(name: &str) -> Result<()> {
+    on_thread(None, |rt| {
+        let h = handle(rt)?;
+        match index(name) {
+            Some(i) => rt
+                .block_on(h.link().del(i).execute())
+                .map_err(nl("delete link")),
+            None => Ok(()),
+        }
+    })
+}
+
+/// What a container's end of a veth pair gets.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub bridge: String,
+    /// The host end's name (at most 15 bytes).
+    pub host_if: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: [u8; 6],
+    /// Set a default route through the gateway (not on internal networks).
+    pub default_route: bool,
+}
+
+/// Plugs the namespace at `netns` into a bridge: a veth pair whose host
+/// end joins the bridge and whose other end becomes `eth0` inside.
+pub fn attach(netns: &Path, a: &Attachment) -> Result<()> {
+    let peer = format!("{}p", &a.host_if[..a.host_if.len().min(14)]);
+    let ns = File::open(netns).map_err(io("open netns", netns))?;
+    on_thread(None, |rt| {
+        let h = handle(rt)?;
+        rt.block_on(
+            h.link()
+                .add()
+                .veth(a.host_if.clone(), peer.clone())
+                .execute(),
+        )
+        .map_err(nl("create veth pair"))?;
+        let host = index(&a.host_if).ok_or_else(|| Error::Netlink("veth vanished".into()))?;
+        let bridge = index(&a.bridge)
+            .ok_or_else(|| Error::Netlink(format!("bridge {} is missing", a.bridge)))?;
+        let p = index(&peer).ok_or_else(|| Error::Netlink("veth peer vanished".into()))?;
+        rt.block_on(async {
+            h.link().set(host).controller(bridge).execute().await?;
+            h.link().set(host).up().execute().await?;
+            h.link().set(p).setns_by_fd(ns.as_raw_fd()).execute().await
+        })
+        .map_err(nl("plug veth into the bridge"))
+    })
+    .inspect_err(|_| {
+        let _ = delete_link(&a.host_if);
+    })?;
+    on_thread(Some(netns), |rt| {
+        let h = handle(rt)?;
+        let p =
+            index(&peer).ok_or_else(|| Error::Netlink("veth peer not in the namespace".into()))?;
+        let lo = index("lo").ok_or_else(|| Error::Netlink("no lo in the namespace".into()))?;
+        rt.block_on(async {
+            h.link().set(p).name("eth0".into()).execute().await?;
+            h.link().set(p).address(a.mac.to_vec()).execute().await?;
+            h.address().add(p, a.ip.into(), a.prefix).execute().await?;
+            h.link().set(p).up().execute().await?;
+            h.link().set(lo).up().execute().await?;
+            if a.default_route {
+                h.route().add().v4().gateway(a.gateway).execute().await?;
+            }
+            Ok::<_, rtnetlink::Error>(())
+        })
+        .map_err(nl("configure eth0"))
+    })
+    .inspect_err(|_| {
+        let _ = delete_link(&a.host_if);
+    })
+}
+
+/// IPv4 routes of the host as (network, prefix), from /proc/net/route.
+pub fn host_routes() -> Vec<(Ipv4Addr, u8)> {
+    let Ok(text) = fs::read_to_string("/proc/net/route") else {
+        return Vec::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let dest = u32::from_str_radix(f.get(1)?, 16).ok()?;
+            let mask = u32::from_str_radix(f.get(7)?, 16).ok()?;
+            // /proc/net/route prints addresses as little-endian hex words.
+            let net = Ipv4Addr::from(dest.to_le_bytes());
+            let prefix = mask.count_ones() as u8;
+            (prefix > 0).then_some((net, prefix))
+        })
+        .collect()
+}
+
+/// Whether two IPv4 networks overlap.
+pub fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
+    let p = a.1.min(b.1);
+    let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+    (u32::from(a.0) & mask) == (u32::from(b.0) & mask)
+}
