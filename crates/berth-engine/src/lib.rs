@@ -10,6 +10,7 @@ pub mod containers;
 mod fetch;
 mod images;
 mod import;
+mod network;
 mod system;
 mod volumes;
 
@@ -27,6 +28,7 @@ pub use containers::{
 };
 pub use images::{HistoryRow, ImageFilter, ImageSummary, RemovedItem};
 pub use import::ImportOptions;
+pub use network::{Endpoint, PortBinding};
 pub use system::{cgroup_version, DiskUsage, Info, API_VERSION, VERSION};
 pub use volumes::Volume;
 

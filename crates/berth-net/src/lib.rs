@@ -248,8 +248,9 @@ pub fn attach(netns: &Path, a: &Attachment) -> Result<()> {
     })
 }
 
-/// IPv4 routes of the host as (network, prefix), from /proc/net/route.
-pub fn host_routes() -> Vec<(Ipv4Addr, u8)> {
+/// IPv4 routes of the host as (interface, network, prefix), from
+/// /proc/net/route.
+pub fn host_routes() -> Vec<(String, Ipv4Addr, u8)> {
     let Ok(text) = fs::read_to_string("/proc/net/route") else {
         return Vec::new();
     };
@@ -262,7 +263,7 @@ pub fn host_routes() -> Vec<(Ipv4Addr, u8)> {
             // /proc/net/route prints addresses as little-endian hex words.
             let net = Ipv4Addr::from(dest.to_le_bytes());
             let prefix = mask.count_ones() as u8;
-            (prefix > 0).then_some((net, prefix))
+            (prefix > 0).then(|| (f[0].to_string(), net, prefix))
         })
         .collect()
 }
@@ -272,4 +273,60 @@ pub fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
     let p = a.1.min(b.1);
     let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
     (u32::from(a.0) & mask) == (u32::from(b.0) & mask)
+}
+
+/// Leases of addresses, shared by every store on the host (the bridge is
+/// the host's): one file per address, made with O_EXCL, naming its holder.
+pub mod lease {
+    use std::fs::{self, OpenOptions};
+    use std::io::Write;
+    use std::net::Ipv4Addr;
+    use std::path::{Path, PathBuf};
+
+    const DIR: &str = "/run/berth-net/leases";
+
+    fn dir(network: &str) -> PathBuf {
+        Path::new(DIR).join(network)
+    }
+
+    /// Takes the lowest free address in `first..=last` for `holder` (a path
+    /// that exists while the holder lives: its netns pin). An address whose
+    /// holder path is gone is free again.
+    pub fn take(network: &str, first: Ipv4Addr, last: Ipv4Addr, holder: &Path) -> Option<Ipv4Addr> {
+        let d = dir(network);
+        fs::create_dir_all(&d).ok()?;
+        for n in u32::from(first)..=u32::from(last) {
+            let ip = Ipv4Addr::from(n);
+            let f = d.join(ip.to_string());
+            for _ in 0..2 {
+                match OpenOptions::new().write(true).create_new(true).open(&f) {
+                    Ok(mut file) => {
+                        let _ = file.write_all(holder.as_os_str().as_encoded_bytes());
+                        return Some(ip);
+                    }
+                    Err(_) => {
+                        let owner = fs::read_to_string(&f).unwrap_or_default();
+                        if owner == holder.to_string_lossy() {
+                            return Some(ip);
+                        }
+                        // Held by something that is gone (a killed monitor).
+                        if !owner.is_empty() && !Path::new(&owner).exists() {
+                            let _ = fs::remove_file(&f);
+                            continue;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Gives back `ip` if `holder` has it.
+    pub fn give_back(network: &str, ip: Ipv4Addr, holder: &Path) {
+        let f = dir(network).join(ip.to_string());
+        if fs::read_to_string(&f).is_ok_and(|o| o == holder.to_string_lossy()) {
+            let _ = fs::remove_file(f);
+        }
+    }
 }

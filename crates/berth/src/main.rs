@@ -114,6 +114,8 @@ enum Command {
     Diff(cmd::containers::DiffArgs),
     /// Create a new image from a container's changes
     Commit(cmd::containers::CommitArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(cmd::containers::PortArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(cmd::containers::ContainerCommand),
@@ -179,6 +181,7 @@ fn main() -> ExitCode {
         Command::Attach(a) => cmd::containers::attach(&ctx, a),
         Command::Diff(a) => cmd::containers::diff(&ctx, a),
         Command::Commit(a) => cmd::containers::commit(&ctx, a),
+        Command::Port(a) => cmd::containers::port(&ctx, a),
         Command::Container(c) => cmd::containers::container(&ctx, c),
         Command::Volume(c) => cmd::volumes::volume(&ctx, c),
         Command::Monitor { id } => {

@@ -55,6 +55,10 @@ pub struct CreateOptions {
     pub ulimits: Vec<String>,
     pub runtime: Option<String>,
     pub shm_size: Option<String>,
+    /// `-p` values.
+    pub publish: Vec<String>,
+    /// `-P`: every port the image EXPOSEs, on random host ports.
+    pub publish_all: bool,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -416,14 +420,12 @@ impl Engine {
         }
         let restart = parse_restart(opts.restart.as_deref().unwrap_or("no"))?;
 
-        let network = opts.network.clone().unwrap_or_else(|| "none".into());
+        let network = match opts.network.as_deref() {
+            None | Some("default") => "bridge".to_string(),
+            Some(n) => n.to_string(),
+        };
         match network.as_str() {
-            "none" | "host" => {}
-            "bridge" | "default" => {
-                return Err(invalid(
-                    "network bridge is not available yet in Berth: use --network none or --network host",
-                ))
-            }
+            "none" | "host" | "bridge" => {}
             n if n.starts_with("container:") => {}
             n => return Err(Error::NotFound(format!("network {n} not found"))),
         }
@@ -692,7 +694,27 @@ impl Engine {
         if let Some(sig) = &config.stop_signal {
             super::lifecycle::parse_signal(sig)?;
         }
+        // Published ports only mean something on a bridge (Docker drops
+        // them for host and none too).
+        let mut port_bindings = crate::network::parse_publish(&opts.publish)?;
+        if opts.publish_all {
+            for p in ic.exposed_ports.iter().flat_map(|m| m.keys()) {
+                let key = if p.contains('/') {
+                    p.clone()
+                } else {
+                    format!("{p}/tcp")
+                };
+                port_bindings
+                    .entry(key)
+                    .or_insert_with(|| vec![crate::PortBinding::default()]);
+            }
+        }
+        if network != "bridge" {
+            port_bindings.clear();
+        }
         let host = HostConfig {
+            port_bindings,
+            publish_all_ports: opts.publish_all,
             binds,
             network_mode: network,
             restart_policy: restart,

@@ -100,6 +100,11 @@ pub struct HostConfig {
     pub pids_limit: Option<i64>,
     pub ulimits: Vec<Ulimit>,
     pub init: bool,
+    /// `-p`: container port ("80/tcp") to the host sides asked for.
+    #[serde(default)]
+    pub port_bindings: BTreeMap<String, Vec<crate::PortBinding>>,
+    #[serde(default)]
+    pub publish_all_ports: bool,
 }
 
 /// One mount of a container, as inspect's `Mounts` lists it.
@@ -192,6 +197,12 @@ pub struct State {
     pub restart_count: i64,
     #[serde(default)]
     pub monitor_pid: i32,
+    /// Where it sits on its network while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::Endpoint>,
+    /// Published ports as bound (random host ports resolved).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, Vec<crate::PortBinding>>,
 }
 
 /// A container as the engine sees it.
@@ -384,6 +395,7 @@ impl Engine {
             let _ = rt.delete(&c.id);
         }
         rootfs::unmount(&p.rootfs());
+        self.net_down(c, &p);
         c.state.status = Status::Exited;
         if c.state.finished_at == 0 || c.state.finished_at < c.state.started_at {
             c.state.exit_code = 255;
@@ -510,23 +522,34 @@ impl Engine {
                 v
             })
             .collect();
+        let ep = s.network.clone().unwrap_or_default();
+        let ports: BTreeMap<String, Value> = {
+            let mut m: BTreeMap<String, Value> = BTreeMap::new();
+            for k in c.spec.host.port_bindings.keys() {
+                m.insert(k.clone(), Value::Null);
+            }
+            for (k, v) in &s.ports {
+                m.insert(k.clone(), json!(v));
+            }
+            m
+        };
         let network = json!({
             "Bridge": "",
             "SandboxID": "",
-            "Ports": {},
-            "SandboxKey": if c.spec.host.network_mode == "host" { "".to_string() } else if s.pid > 0 { format!("/proc/{}/ns/net", s.pid) } else { String::new() },
-            "Gateway": "",
-            "IPAddress": "",
-            "IPPrefixLen": 0,
-            "MacAddress": "",
+            "Ports": ports,
+            "SandboxKey": if c.spec.host.network_mode == "host" { "".to_string() } else if s.network.is_some() { self.paths(&c.id).run.join("netns").display().to_string() } else if s.pid > 0 { format!("/proc/{}/ns/net", s.pid) } else { String::new() },
+            "Gateway": ep.gateway,
+            "IPAddress": ep.ip_address,
+            "IPPrefixLen": ep.ip_prefix_len,
+            "MacAddress": ep.mac_address,
             "Networks": {
                 c.spec.host.network_mode.clone(): {
                     "NetworkID": "",
                     "EndpointID": "",
-                    "Gateway": "",
-                    "IPAddress": "",
-                    "IPPrefixLen": 0,
-                    "MacAddress": "",
+                    "Gateway": ep.gateway,
+                    "IPAddress": ep.ip_address,
+                    "IPPrefixLen": ep.ip_prefix_len,
+                    "MacAddress": ep.mac_address,
                 }
             }
         });
@@ -629,6 +652,7 @@ impl Engine {
     pub(crate) fn destroy_inner(&self, c: &Container, volumes: bool) -> Result<()> {
         let p = self.paths(&c.id);
         rootfs::unmount(&p.rootfs());
+        self.net_down(&mut c.clone(), &p);
         if let Ok(rt) = self.runtime_for(c) {
             let _ = rt.delete(&c.id);
         }

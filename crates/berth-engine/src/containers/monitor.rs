@@ -227,6 +227,8 @@ struct Monitor<'a> {
     clients: Vec<Client>,
     log: LogWriter,
     size: Option<TtySize>,
+    /// Sockets holding the host ports this container publishes.
+    port_guards: Vec<OwnedFd>,
 }
 
 /// Entry point of `berth monitor <id>`. Returns the monitor's exit code.
@@ -323,6 +325,7 @@ fn monitor(opts: EngineOptions, id: &str, starter: Option<UnixStream>) -> Result
         clients: Vec::new(),
         log,
         size: None,
+        port_guards: Vec::new(),
     };
     if let Some(s) = starter {
         m.add_client(s, true);
@@ -517,6 +520,8 @@ impl Monitor<'_> {
             let _ = rt.delete(&self.c.id);
         }
         self.engine.unmount_container(&self.paths);
+        self.engine.net_down(&mut self.c, &self.paths);
+        self.port_guards.clear();
     }
 
     /// Starts the process once and serves it until it ends.
@@ -530,6 +535,12 @@ impl Monitor<'_> {
         self.engine
             .mount_rootfs(&self.c.image_id, &self.paths.dir, &rootfs)
             .map_err(e125)?;
+        if self.c.spec.host.network_mode == "bridge" {
+            self.port_guards = self
+                .engine
+                .net_up(&mut self.c, &self.paths)
+                .map_err(|e| (e.to_string(), 125))?;
+        }
         let bundle = self.engine.prepare_bundle(&self.c, &self.paths)?;
 
         let tty = self.c.spec.config.tty;
@@ -936,6 +947,10 @@ impl Engine {
         } else {
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_string()
         };
+        let hosts_text = match &c.state.network {
+            Some(ep) => format!("{hosts_text}{}\t{}\n", ep.ip_address, spec.config.hostname),
+            None => hosts_text,
+        };
         let hosts = etc("hosts", hosts_text)?;
         let resolv_text = {
             let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -1088,6 +1103,7 @@ impl Engine {
                 }
                 NetworkMode::Path(format!("/proc/{}/ns/net", other.state.pid))
             }
+            "bridge" => NetworkMode::Path(paths.run.join("netns").display().to_string()),
             _ => NetworkMode::None,
         };
         let resources = rspec::Resources {

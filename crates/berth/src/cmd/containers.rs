@@ -118,6 +118,12 @@ pub struct CreateFlags {
     /// Size of /dev/shm
     #[arg(long)]
     shm_size: Option<String>,
+    /// Publish a container's port(s) to the host
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
     /// Pull image before running (only "missing" and "never": there is no registry yet)
     #[arg(long)]
     pull: Option<String>,
@@ -174,6 +180,8 @@ impl CreateFlags {
             ulimits: self.ulimit.clone(),
             runtime: self.runtime.clone(),
             shm_size: self.shm_size.clone(),
+            publish: self.publish.clone(),
+            publish_all: self.publish_all,
         }
     }
 }
@@ -473,6 +481,8 @@ pub enum ContainerCommand {
     Attach(AttachArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(DiffArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
     /// Create a new image from a container's changes
     Commit(CommitArgs),
 }
@@ -500,6 +510,7 @@ pub fn container(ctx: &Ctx, c: ContainerCommand) -> Result<u8> {
         ContainerCommand::Rename(a) => rename(ctx, a),
         ContainerCommand::Attach(a) => attach(ctx, a),
         ContainerCommand::Diff(a) => diff(ctx, a),
+        ContainerCommand::Port(a) => port(ctx, a),
         ContainerCommand::Commit(a) => commit(ctx, a),
     }
 }
@@ -1146,7 +1157,7 @@ fn ps_row(engine: &Engine, c: &Container, no_trunc: bool, size: bool) -> Value {
         "Command": command,
         "CreatedAt": go_time(c.created),
         "RunningFor": time::ago(c.created),
-        "Ports": "",
+        "Ports": ports_text(c),
         "State": c.state.status.as_str(),
         "Status": c.status_text(),
         "Size": size_text,
@@ -1156,6 +1167,58 @@ fn ps_row(engine: &Engine, c: &Container, no_trunc: bool, size: bool) -> Value {
         "Networks": c.spec.host.network_mode,
         "LocalVolumes": c.spec.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
     })
+}
+
+/// Docker's PORTS column: `0.0.0.0:8080->80/tcp, 53/udp`.
+fn ports_text(c: &Container) -> String {
+    let mut out = Vec::new();
+    for (key, binds) in &c.state.ports {
+        for b in binds {
+            out.push(format!("{}:{}->{key}", b.host_ip, b.host_port));
+        }
+    }
+    if c.state.ports.is_empty() && c.state.status == Status::Running {
+        out.extend(c.spec.host.port_bindings.keys().cloned());
+    }
+    out.join(", ")
+}
+
+#[derive(Args)]
+pub struct PortArgs {
+    container: String,
+    /// PRIVATE_PORT[/PROTO]
+    port: Option<String>,
+}
+
+/// `port`: the host sides of a container's published ports.
+pub fn port(ctx: &Ctx, a: PortArgs) -> Result<u8> {
+    let c = ctx.engine()?.container(&a.container)?;
+    let want = a.port.as_deref().map(|p| {
+        if p.contains('/') {
+            p.to_string()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut out = io::stdout().lock();
+    let mut any = false;
+    for (key, binds) in &c.state.ports {
+        if want.as_ref().is_some_and(|w| w != key) {
+            continue;
+        }
+        for b in binds {
+            any = true;
+            if want.is_some() {
+                writeln!(out, "{}:{}", b.host_ip, b.host_port)?;
+            } else {
+                writeln!(out, "{key} -> {}:{}", b.host_ip, b.host_port)?;
+            }
+        }
+    }
+    if let (Some(w), false) = (&want, any) {
+        anyhow::bail!("No public port '{w}' published for {}", c.short_id());
+    }
+    Ok(0)
 }
 
 pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
