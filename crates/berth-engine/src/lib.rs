@@ -11,6 +11,7 @@ mod fetch;
 mod images;
 mod import;
 mod network;
+mod networks;
 mod system;
 mod volumes;
 
@@ -28,7 +29,8 @@ pub use containers::{
 };
 pub use images::{HistoryRow, ImageFilter, ImageSummary, RemovedItem};
 pub use import::ImportOptions;
-pub use network::{Endpoint, PortBinding};
+pub use network::{Endpoint, EndpointConfig, PortBinding};
+pub use networks::{Network, NetworkCreateOptions};
 pub use system::{cgroup_version, DiskUsage, Info, API_VERSION, VERSION};
 pub use volumes::Volume;
 

@@ -1,5 +1,11 @@
-//! The default `bridge` network: policy over berth-net's mechanism. Its
-//! subnet, addresses for containers, published ports and their teardown.
+//! A container's place on its networks: policy over berth-net's mechanism.
+//! Addresses, interfaces, published ports, DNS records, /etc/resolv.conf,
+//! and their teardown. Which networks exist is networks.rs.
+//!
+//! What a running container holds is written down where it lives, one
+//! file per network under `<runroot>/containers/<id>/endpoints/`, not in
+//! its state: `network connect` adds to a container whose monitor is
+//! running, and teardown (also after a crash) reads what is really there.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -11,11 +17,8 @@ use nix::sys::socket::{bind, getsockname, socket, AddressFamily, SockFlag, SockT
 use serde::{Deserialize, Serialize};
 
 use crate::containers::{Container, Paths};
+use crate::networks::NetInfo;
 use crate::{Engine, Error, Result};
-
-/// The device of the default network, as docker0 is Docker's.
-pub(crate) const BRIDGE: &str = "berth0";
-const NETWORK: &str = "bridge";
 
 /// One host side of a published port, as Docker writes it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -29,10 +32,38 @@ pub struct PortBinding {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct Endpoint {
+    /// The network's name and id.
     pub network: String,
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    /// eth0, eth1, ... inside; the veth's host end outside.
+    pub interface: String,
+    pub host_if: String,
     pub ip_address: String,
     pub ip_prefix_len: u8,
     pub gateway: String,
+    pub mac_address: String,
+    pub aliases: Vec<String>,
+    /// The network has the embedded resolver (user networks).
+    pub dns: bool,
+    pub internal: bool,
+}
+
+/// What a container asks of one network (Docker's EndpointSettings).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointConfig {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    #[serde(
+        rename = "IPv4Address",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv4_address: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mac_address: String,
 }
 
@@ -94,38 +125,53 @@ pub(crate) fn parse_publish(specs: &[String]) -> Result<BTreeMap<String, Vec<Por
     Ok(out)
 }
 
-/// The bridge's subnet: the first of Docker's usual ones that no host
-/// route (other than our own bridge's) overlaps.
-fn subnet() -> Result<(Ipv4Addr, u8)> {
-    let routes: Vec<(Ipv4Addr, u8)> = berth_net::host_routes()
-        .into_iter()
-        .filter(|(iface, _, _)| iface != BRIDGE)
-        .map(|(_, n, p)| (n, p))
-        .collect();
-    let candidates = (17..=31)
-        .map(|b| (Ipv4Addr::new(172, b, 0, 0), 16))
-        .chain((0..=255).map(|b| (Ipv4Addr::new(10, 89, b, 0), 24)));
-    for c in candidates {
-        if !routes.iter().any(|r| berth_net::overlaps(*r, c)) {
-            return Ok(c);
-        }
-    }
-    Err(Error::Internal(
-        "no free private subnet for the bridge network: every candidate overlaps a host route"
-            .into(),
-    ))
-}
-
 fn net_err(e: berth_net::Error) -> Error {
-    Error::Internal(format!("bridge network: {e}"))
+    Error::Internal(format!("network: {e}"))
 }
 
-fn netns_path(paths: &Paths) -> PathBuf {
+pub(crate) fn netns_path(paths: &Paths) -> PathBuf {
     paths.run.join("netns")
 }
 
-fn host_if(id: &str) -> String {
-    format!("vb{}", &id[..12])
+fn endpoints_dir(paths: &Paths) -> PathBuf {
+    paths.run.join("endpoints")
+}
+
+/// The host end of a container's n-th interface (at most 15 bytes).
+fn host_if(id: &str, n: usize) -> String {
+    if n == 0 {
+        format!("vb{}", &id[..12])
+    } else {
+        format!("v{n}{}", &id[..12])
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub(crate) fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let bad = || Error::InvalidArgument(format!("invalid MAC address: {s}"));
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|p| {
+            (p.len() == 2)
+                .then(|| u8::from_str_radix(p, 16).ok())
+                .flatten()
+                .ok_or_else(bad)
+        })
+        .collect::<Result<_>>()?;
+    let mac: [u8; 6] = parts.try_into().map_err(|_| bad())?;
+    if mac[0] & 1 != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "invalid MAC address: {s}: a multicast address cannot be a container's"
+        )));
+    }
+    Ok(mac)
+}
+
+fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Holds a host port so nothing else can bind it while the container
@@ -154,10 +200,121 @@ fn reserve(ip: Ipv4Addr, port: u16, proto: &str) -> Result<(OwnedFd, u16)> {
     Ok((fd, got.port()))
 }
 
+/// The nameservers of a resolv.conf text.
+fn nameservers(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+fn is_loopback(server: &str) -> bool {
+    server
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What a container's /etc/resolv.conf says, and whether the embedded
+/// resolver serves it (then with these upstreams).
+pub(crate) struct ResolvPlan {
+    pub text: String,
+    pub resolver: Option<Vec<Ipv4Addr>>,
+}
+
 impl Engine {
-    /// Plugs a starting container into the bridge: address, eth0, routes
-    /// and published ports. Records them in its state; returns the
-    /// sockets that hold its host ports (dropped at teardown).
+    /// The container's endpoints while it runs, eth0 first.
+    pub fn endpoints(&self, c: &Container) -> Vec<Endpoint> {
+        read_endpoints(&self.paths(&c.id))
+    }
+
+    /// Docker's rules, plus one of our own: on a user network the
+    /// embedded resolver answers (and relays to --dns servers, or the
+    /// host's); elsewhere the host's resolvers are copied, unless they are
+    /// all on the host's loopback, where the embedded resolver relays to
+    /// them rather than leave the container without DNS.
+    pub(crate) fn resolv_plan(&self, c: &Container, endpoints: &[Endpoint]) -> ResolvPlan {
+        let h = &c.spec.host;
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        if h.network_mode == "host" && h.dns.is_empty() && h.dns_search.is_empty() {
+            return ResolvPlan {
+                text: host,
+                resolver: None,
+            };
+        }
+        let host_servers = nameservers(&host);
+        let servers: Vec<String> = if h.dns.is_empty() {
+            host_servers.clone()
+        } else {
+            h.dns.clone()
+        };
+        let search: Vec<String> = if h.dns_search.is_empty() {
+            host.lines()
+                .filter_map(|l| l.trim().strip_prefix("search"))
+                .flat_map(|r| r.split_whitespace().map(str::to_string))
+                .collect()
+        } else {
+            h.dns_search.iter().filter(|s| *s != ".").cloned().collect()
+        };
+        let mut options: Vec<String> = if h.dns_options.is_empty() {
+            host.lines()
+                .filter_map(|l| l.trim().strip_prefix("options"))
+                .flat_map(|r| r.split_whitespace().map(str::to_string))
+                .collect()
+        } else {
+            h.dns_options.clone()
+        };
+        let own_netns = !endpoints.is_empty();
+        let user_net = endpoints.iter().any(|e| e.dns);
+        let reachable: Vec<&String> = servers.iter().filter(|s| !is_loopback(s)).collect();
+        let embedded = own_netns && (user_net || reachable.is_empty());
+        let mut text = String::new();
+        let resolver = if embedded {
+            text += &format!("nameserver {}\n", berth_net::dns::ADDRESS);
+            if user_net && !options.iter().any(|o| o.starts_with("ndots:")) {
+                options.insert(0, "ndots:0".into());
+            }
+            let relay = endpoints.iter().any(|e| !e.internal);
+            Some(if relay {
+                servers.iter().filter_map(|s| s.parse().ok()).collect()
+            } else {
+                Vec::new()
+            })
+        } else {
+            for s in &reachable {
+                text += &format!("nameserver {s}\n");
+            }
+            None
+        };
+        if !search.is_empty() {
+            text += &format!("search {}\n", search.join(" "));
+        }
+        if !options.is_empty() {
+            text += &format!("options {}\n", options.join(" "));
+        }
+        ResolvPlan { text, resolver }
+    }
+
+    /// The container's networks in interface order: the one it was
+    /// created on first.
+    fn ordered_networks(c: &Container) -> Vec<String> {
+        let mode = &c.spec.host.network_mode;
+        let mut names: Vec<String> = c
+            .spec
+            .networks
+            .keys()
+            .filter(|n| *n != mode)
+            .cloned()
+            .collect();
+        if c.spec.networks.contains_key(mode) {
+            names.insert(0, mode.clone());
+        }
+        names
+    }
+
+    /// Gives a starting container its network namespace and plugs it into
+    /// each of its networks; publishes its ports. Returns the sockets that
+    /// hold its host ports (dropped at teardown).
     pub(crate) fn net_up(&self, c: &mut Container, paths: &Paths) -> Result<Vec<OwnedFd>> {
         let r = self.net_up_inner(c, paths);
         if r.is_err() {
@@ -167,50 +324,38 @@ impl Engine {
     }
 
     fn net_up_inner(&self, c: &mut Container, paths: &Paths) -> Result<Vec<OwnedFd>> {
-        let (net, prefix) = subnet()?;
-        let base = u32::from(net);
-        let gateway = Ipv4Addr::from(base + 1);
-        let broadcast = base | (u32::MAX >> prefix);
-        berth_net::ensure_bridge(BRIDGE, gateway, prefix).map_err(net_err)?;
-        nft::ensure_network(NETWORK, BRIDGE, net, prefix, false).map_err(net_err)?;
-
         let ns = netns_path(paths);
-        berth_net::delete_netns(&ns);
+        self.net_down(c, paths);
+        // `network connect` may have changed them since the monitor read
+        // the container (a restart after a connect keeps the network).
+        if let Some(row) = self.store.container(&c.id)? {
+            if let Ok(spec) = serde_json::from_str::<crate::containers::Spec>(&row.config) {
+                c.spec.networks = spec.networks;
+            }
+        }
         berth_net::create_netns(&ns).map_err(net_err)?;
-        let ip = berth_net::lease::take(
-            NETWORK,
-            Ipv4Addr::from(base + 2),
-            Ipv4Addr::from(broadcast - 1),
-            &ns,
-        )
-        .ok_or_else(|| Error::Conflict(format!("no free address left on network {NETWORK}")))?;
-        let o = ip.octets();
-        let mac = [0x02, 0x42, o[0], o[1], o[2], o[3]];
-        c.state.network = Some(Endpoint {
-            network: NETWORK.into(),
-            ip_address: ip.to_string(),
-            ip_prefix_len: prefix,
-            gateway: gateway.to_string(),
-            mac_address: mac
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":"),
-        });
-        berth_net::attach(
-            &ns,
-            &berth_net::Attachment {
-                bridge: BRIDGE.into(),
-                host_if: host_if(&c.id),
-                ip,
-                prefix,
-                gateway,
-                mac,
-                default_route: true,
-            },
-        )
-        .map_err(net_err)?;
+        berth_net::loopback_up(&ns).map_err(net_err)?;
+        let mut primary: Option<Endpoint> = None;
+        let mut routed = false;
+        for (n, name) in Self::ordered_networks(c).into_iter().enumerate() {
+            let net = self.net_info(&name)?;
+            let cfg = c.spec.networks.get(&name).cloned().unwrap_or_default();
+            let default_route = !net.internal && !routed;
+            let ep = self.attach_endpoint(c, paths, &net, &cfg, n, default_route)?;
+            routed |= default_route;
+            primary.get_or_insert(ep);
+        }
+        let Some(primary) = primary else {
+            return Ok(Vec::new());
+        };
+        let ip: Ipv4Addr = primary
+            .ip_address
+            .parse()
+            .map_err(|_| Error::Internal("endpoint without an address".into()))?;
+        self.publish_ports(c, ip)
+    }
 
+    fn publish_ports(&self, c: &mut Container, ip: Ipv4Addr) -> Result<Vec<OwnedFd>> {
         let mut guards = Vec::new();
         let mut maps = Vec::new();
         let mut published: BTreeMap<String, Vec<PortBinding>> = BTreeMap::new();
@@ -253,19 +398,149 @@ impl Engine {
         Ok(guards)
     }
 
+    /// Plugs the running (or starting) container into one network as its
+    /// n-th interface, and records the endpoint.
+    pub(crate) fn attach_endpoint(
+        &self,
+        c: &Container,
+        paths: &Paths,
+        net: &NetInfo,
+        cfg: &EndpointConfig,
+        n: usize,
+        default_route: bool,
+    ) -> Result<Endpoint> {
+        self.ensure_net_devices(net)?;
+        let ns = netns_path(paths);
+        let base = u32::from(net.subnet);
+        let broadcast = base | (u32::MAX >> net.prefix);
+        let (first, last) = if cfg.ipv4_address.is_empty() {
+            (Ipv4Addr::from(base + 1), Ipv4Addr::from(broadcast - 1))
+        } else {
+            let ip: Ipv4Addr = cfg.ipv4_address.parse().map_err(|_| {
+                Error::InvalidArgument(format!("invalid IPv4 address: {}", cfg.ipv4_address))
+            })?;
+            if !berth_net::overlaps((ip, 32), (net.subnet, net.prefix))
+                || u32::from(ip) == base
+                || u32::from(ip) == broadcast
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "no configured subnet contains IP address {ip}"
+                )));
+            }
+            (ip, ip)
+        };
+        let ip = (u32::from(first)..=u32::from(last))
+            .map(Ipv4Addr::from)
+            .filter(|ip| *ip != net.gateway)
+            .find_map(|ip| berth_net::lease::take(&net.id, ip, ip, &ns))
+            .ok_or_else(|| {
+                if cfg.ipv4_address.is_empty() {
+                    Error::Conflict(format!(
+                        "no available IPv4 addresses on network {}",
+                        net.name
+                    ))
+                } else {
+                    Error::Conflict(format!("Address already in use: {}", cfg.ipv4_address))
+                }
+            })?;
+        let r = (|| {
+            let mac = if cfg.mac_address.is_empty() {
+                let o = ip.octets();
+                [0x02, 0x42, o[0], o[1], o[2], o[3]]
+            } else {
+                parse_mac(&cfg.mac_address)?
+            };
+            let ep = Endpoint {
+                network: net.name.clone(),
+                network_id: net.id.clone(),
+                endpoint_id: crate::networks::random_id(),
+                interface: format!("eth{n}"),
+                host_if: host_if(&c.id, n),
+                ip_address: ip.to_string(),
+                ip_prefix_len: net.prefix,
+                gateway: net.gateway.to_string(),
+                mac_address: mac_text(&mac),
+                aliases: cfg.aliases.clone(),
+                dns: net.dns,
+                internal: net.internal,
+            };
+            berth_net::attach(
+                &ns,
+                &berth_net::Attachment {
+                    bridge: net.bridge.clone(),
+                    host_if: ep.host_if.clone(),
+                    ip,
+                    prefix: net.prefix,
+                    gateway: net.gateway,
+                    mac,
+                    ifname: ep.interface.clone(),
+                    default_route,
+                },
+            )
+            .map_err(net_err)?;
+            write_endpoint(paths, &ep)?;
+            if net.dns {
+                let mut names = vec![c.name.clone(), c.id[..12].to_string()];
+                names.extend(cfg.aliases.iter().cloned());
+                berth_net::dns::publish(&net.id, &c.id, ip, &names)
+                    .map_err(Error::io("record the DNS name of", &c.name))?;
+            }
+            Ok(ep)
+        })();
+        if r.is_err() {
+            berth_net::lease::give_back(&net.id, ip, &ns);
+            let _ = berth_net::delete_link(&host_if(&c.id, n));
+            let _ = std::fs::remove_file(endpoints_dir(paths).join(&net.id));
+        }
+        r
+    }
+
+    /// Unplugs one endpoint (quiet about what is already gone).
+    pub(crate) fn detach_endpoint(&self, c: &Container, paths: &Paths, ep: &Endpoint) {
+        if let Ok(ip) = ep.ip_address.parse() {
+            berth_net::lease::give_back(&ep.network_id, ip, &netns_path(paths));
+        }
+        berth_net::dns::withdraw(&ep.network_id, &c.id);
+        let _ = berth_net::delete_link(&ep.host_if);
+        let _ = std::fs::remove_file(endpoints_dir(paths).join(&ep.network_id));
+    }
+
     /// Undoes [`Engine::net_up`]; safe to call when nothing was set up,
     /// and after a crash.
     pub(crate) fn net_down(&self, c: &mut Container, paths: &Paths) {
         let _ = nft::unpublish(&c.id[..12]);
-        let ns = netns_path(paths);
-        if let Some(ep) = &c.state.network {
-            if let Ok(ip) = ep.ip_address.parse() {
-                berth_net::lease::give_back(&ep.network, ip, &ns);
-            }
+        for ep in read_endpoints(paths) {
+            self.detach_endpoint(c, paths, &ep);
         }
-        berth_net::delete_netns(&ns);
-        let _ = berth_net::delete_link(&host_if(&c.id));
-        c.state.network = None;
+        berth_net::delete_netns(&netns_path(paths));
+        let _ = std::fs::remove_dir_all(endpoints_dir(paths));
         c.state.ports.clear();
     }
+}
+
+fn write_endpoint(paths: &Paths, ep: &Endpoint) -> Result<()> {
+    let dir = endpoints_dir(paths);
+    std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+    let tmp = dir.join(format!(".{}.tmp", ep.network_id));
+    let body = serde_json::to_vec(ep).expect("serialises");
+    std::fs::write(&tmp, body).map_err(Error::io("write", &tmp))?;
+    std::fs::rename(&tmp, dir.join(&ep.network_id)).map_err(Error::io("write", &tmp))
+}
+
+pub(crate) fn read_endpoints(paths: &Paths) -> Vec<Endpoint> {
+    let mut eps: Vec<Endpoint> = std::fs::read_dir(endpoints_dir(paths))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice(&b).ok())
+        .collect();
+    eps.sort_by_key(|e: &Endpoint| {
+        e.interface
+            .trim_start_matches("eth")
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
+    eps
 }

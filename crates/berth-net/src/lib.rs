@@ -7,6 +7,7 @@
 //! only changes the calling thread, and the monitor that calls us must stay
 //! single-threaded around libcontainer's clone3, so nothing lingers.
 
+pub mod dns;
 pub mod nft;
 
 use std::fs::{self, File};
@@ -193,6 +194,8 @@ pub struct Attachment {
     pub prefix: u8,
     pub gateway: Ipv4Addr,
     pub mac: [u8; 6],
+    /// The name inside the namespace (eth0, eth1, ...).
+    pub ifname: String,
     /// Set a default route through the gateway (not on internal networks).
     pub default_route: bool,
 }
@@ -231,7 +234,7 @@ pub fn attach(netns: &Path, a: &Attachment) -> Result<()> {
             index(&peer).ok_or_else(|| Error::Netlink("veth peer not in the namespace".into()))?;
         let lo = index("lo").ok_or_else(|| Error::Netlink("no lo in the namespace".into()))?;
         rt.block_on(async {
-            h.link().set(p).name("eth0".into()).execute().await?;
+            h.link().set(p).name(a.ifname.clone()).execute().await?;
             h.link().set(p).address(a.mac.to_vec()).execute().await?;
             h.address().add(p, a.ip.into(), a.prefix).execute().await?;
             h.link().set(p).up().execute().await?;
@@ -246,6 +249,34 @@ pub fn attach(netns: &Path, a: &Attachment) -> Result<()> {
     .inspect_err(|_| {
         let _ = delete_link(&a.host_if);
     })
+}
+
+/// A UDP socket bound to `addr` inside the namespace at `netns` (it stays
+/// there whichever namespace later uses it).
+pub fn bind_udp_in(netns: &Path, addr: std::net::SocketAddr) -> Result<std::net::UdpSocket> {
+    on_thread(Some(netns), |_| {
+        std::net::UdpSocket::bind(addr).map_err(io("bind the resolver in", netns))
+    })
+}
+
+/// Serialises host-wide network changes (choosing a subnet and making its
+/// bridge) between berth processes, whatever their stores.
+pub struct HostLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
+
+impl HostLock {
+    pub fn take() -> Result<HostLock> {
+        let p = Path::new("/run/berth-net/lock");
+        fs::create_dir_all("/run/berth-net").map_err(io("create", Path::new("/run/berth-net")))?;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(p)
+            .map_err(io("open", p))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map(HostLock)
+            .map_err(|(_, e)| io("lock", p)(e.into()))
+    }
 }
 
 /// IPv4 routes of the host as (interface, network, prefix), from
@@ -328,5 +359,34 @@ pub mod lease {
         if fs::read_to_string(&f).is_ok_and(|o| o == holder.to_string_lossy()) {
             let _ = fs::remove_file(f);
         }
+    }
+
+    /// Forgets every lease of a network.
+    pub fn remove_network(network: &str) {
+        let _ = fs::remove_dir_all(dir(network));
+    }
+
+    /// Leases whose holder is gone (a killed monitor whose netns pin
+    /// went with a reboot or a cleanup), as network/ip; removed when
+    /// `remove`.
+    pub fn stale(remove: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for net in fs::read_dir(DIR).into_iter().flatten().flatten() {
+            for f in fs::read_dir(net.path()).into_iter().flatten().flatten() {
+                let owner = fs::read_to_string(f.path()).unwrap_or_default();
+                if owner.is_empty() || Path::new(&owner).exists() {
+                    continue;
+                }
+                out.push(format!(
+                    "{}/{}",
+                    net.file_name().to_string_lossy(),
+                    f.file_name().to_string_lossy()
+                ));
+                if remove {
+                    let _ = fs::remove_file(f.path());
+                }
+            }
+        }
+        out
     }
 }

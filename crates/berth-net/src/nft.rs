@@ -58,13 +58,15 @@ pub fn ensure_base() -> Result<()> {
          add chain {TABLE} prerouting {{ type nat hook prerouting priority dstnat; }}\n\
          add chain {TABLE} output {{ type nat hook output priority -100; }}\n\
          add chain {TABLE} postrouting {{ type nat hook postrouting priority srcnat; }}\n\
-         add chain {TABLE} forward {{ type filter hook forward priority filter; }}\n"
+         add chain {TABLE} forward {{ type filter hook forward priority filter; }}\n\
+         add chain {TABLE} input {{ type filter hook input priority filter; }}\n"
     ))
     .map(drop)
 }
 
 /// Masquerading for a network's outbound traffic (and for host loopback
-/// traffic DNATed into it), or isolation for an internal one.
+/// traffic DNATed into it), or isolation for an internal one; either way
+/// no traffic between two of our bridges (Docker isolates networks).
 pub fn ensure_network(
     tag: &str,
     bridge: &str,
@@ -78,10 +80,18 @@ pub fn ensure_network(
         return Ok(());
     }
     let mut s = String::new();
+    for other in ["br-*", "berth0"] {
+        s += &format!(
+            "add rule {TABLE} forward iifname \"{bridge}\" oifname != \"{bridge}\" oifname \"{other}\" drop comment \"net:{tag}\"\n"
+        );
+    }
     if internal {
+        // Not the outside, and not the host itself (its address on the
+        // bridge included).
         s += &format!(
             "add rule {TABLE} forward iifname \"{bridge}\" oifname != \"{bridge}\" drop comment \"net:{tag}\"\n\
-             add rule {TABLE} forward oifname \"{bridge}\" iifname != \"{bridge}\" drop comment \"net:{tag}\"\n"
+             add rule {TABLE} forward oifname \"{bridge}\" iifname != \"{bridge}\" drop comment \"net:{tag}\"\n\
+             add rule {TABLE} input iifname \"{bridge}\" drop comment \"net:{tag}\"\n"
         );
     } else {
         s += &format!(
@@ -165,6 +175,19 @@ fn remove_tagged(comment: &str) -> Result<()> {
         return Ok(());
     }
     nft(&s).map(drop)
+}
+
+/// Tags of networks that have rules (for leftover checks).
+pub fn network_tags() -> Vec<String> {
+    let mut tags: Vec<String> = list(&["list", "table", "ip", "berth"])
+        .split("comment \"net:")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+        .map(str::to_string)
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags
 }
 
 /// Tags of containers that still have rules (for leftover checks).

@@ -62,6 +62,7 @@ fn veth_on_a_bridge_and_a_published_port() {
             prefix: 24,
             gateway: gw,
             mac: [0x02, 0x42, 10, 213, n as u8, 2],
+            ifname: "eth0".into(),
             default_route: true,
         },
     )

@@ -1,4 +1,4 @@
-//! Container and volume rows. The engine owns what `config` and `state`
+//! Container, volume and network rows. The engine owns what `config` and `state`
 //! mean (they are JSON documents here); the store keeps them consistent:
 //! names are unique, and every change is one transaction.
 
@@ -24,6 +24,24 @@ pub struct VolumeRow {
     pub created: i64,
     pub labels: String,
     pub options: String,
+}
+
+/// A user-defined network; the engine owns what `config` means.
+#[derive(Debug, Clone)]
+pub struct NetworkRow {
+    pub id: String,
+    pub name: String,
+    pub created: i64,
+    pub config: String,
+}
+
+fn network_row(r: &Row) -> rusqlite::Result<NetworkRow> {
+    Ok(NetworkRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created: r.get(2)?,
+        config: r.get(3)?,
+    })
 }
 
 fn container_row(r: &Row) -> rusqlite::Result<ContainerRow> {
@@ -170,5 +188,37 @@ impl Store {
 
     pub fn delete_volume(&self, name: &str) -> Result<bool> {
         self.write_tx(|db| Ok(db.execute("DELETE FROM volumes WHERE name = ?1", [name])? > 0))
+    }
+
+    /// Records a network; a taken name is a Conflict.
+    pub fn put_network(&self, n: &NetworkRow) -> Result<()> {
+        self.write_tx(|db| {
+            db.execute(
+                "INSERT INTO networks (id, name, created, config) VALUES (?1, ?2, ?3, ?4)",
+                params![n.id, n.name, n.created, n.config],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Error::Conflict(format!("network with name {} already exists", n.name))
+                }
+                e => e.into(),
+            })?;
+            Ok(())
+        })
+    }
+
+    /// Networks, oldest first.
+    pub fn networks(&self) -> Result<Vec<NetworkRow>> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT id, name, created, config FROM networks ORDER BY created, id")?;
+        let rows = stmt.query_map([], network_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn delete_network(&self, id: &str) -> Result<bool> {
+        self.write_tx(|db| Ok(db.execute("DELETE FROM networks WHERE id = ?1", [id])? > 0))
     }
 }

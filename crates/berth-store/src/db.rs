@@ -61,11 +61,17 @@ CREATE TABLE IF NOT EXISTS volumes (
     labels TEXT NOT NULL,
     options TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL,
+    config TEXT NOT NULL
+);
 ";
 
 /// Bumped whenever SCHEMA changes; `open` skips the DDL when the file is
 /// current, which keeps the write lock out of every command's start.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 pub(crate) fn open(path: &Path) -> Result<Connection> {
     let db = Connection::open(path)?;

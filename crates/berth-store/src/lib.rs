@@ -27,7 +27,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use blobs::BlobWriter;
-pub use containers::{ContainerRow, VolumeRow};
+pub use containers::{ContainerRow, NetworkRow, VolumeRow};
 pub use db::{ImageRecord, LayerRef, NewImage};
 pub use gc::GcReport;
 pub use lock::{LockGuard, LockMode};

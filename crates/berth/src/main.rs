@@ -122,6 +122,9 @@ enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(cmd::volumes::VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(cmd::networks::NetworkCommand),
     /// The per-container monitor (started by Berth itself)
     #[command(hide = true)]
     Monitor { id: String },
@@ -184,6 +187,7 @@ fn main() -> ExitCode {
         Command::Port(a) => cmd::containers::port(&ctx, a),
         Command::Container(c) => cmd::containers::container(&ctx, c),
         Command::Volume(c) => cmd::volumes::volume(&ctx, c),
+        Command::Network(c) => cmd::networks::network(&ctx, c),
         Command::Monitor { id } => {
             let code = berth_engine::run_monitor(
                 berth_engine::EngineOptions {

@@ -152,14 +152,21 @@ fn twenty_containers_leave_no_veths_rules_or_leases() {
     args.extend(ids.iter().map(String::as_str));
     s.ok(&args);
     assert!(leftovers(&ids).is_empty(), "{:?}", leftovers(&ids));
-    for ip in ips {
-        let lease = format!("/run/berth-net/leases/bridge/{}", ip.trim());
-        let holder = std::fs::read_to_string(&lease).unwrap_or_default();
-        assert!(
-            !holder.starts_with(s.dir.path().to_str().unwrap()),
-            "{lease} still held by {holder}"
-        );
+    let mine = s.dir.path().to_str().unwrap().to_string();
+    for net in std::fs::read_dir("/run/berth-net/leases")
+        .unwrap()
+        .flatten()
+    {
+        for lease in std::fs::read_dir(net.path()).unwrap().flatten() {
+            let holder = std::fs::read_to_string(lease.path()).unwrap_or_default();
+            assert!(
+                !holder.starts_with(&mine),
+                "{} still held by {holder}",
+                lease.path().display()
+            );
+        }
     }
+    assert_eq!(ips.len(), 20);
 }
 
 #[test]

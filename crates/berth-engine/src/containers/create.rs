@@ -59,6 +59,15 @@ pub struct CreateOptions {
     pub publish: Vec<String>,
     /// `-P`: every port the image EXPOSEs, on random host ports.
     pub publish_all: bool,
+    pub network_aliases: Vec<String>,
+    /// `--ip`, `--mac-address` on the container's network.
+    pub ip: Option<String>,
+    pub mac_address: Option<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    /// `--add-host name:ip`.
+    pub add_hosts: Vec<String>,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -421,18 +430,64 @@ impl Engine {
         let restart = parse_restart(opts.restart.as_deref().unwrap_or("no"))?;
 
         let network = match opts.network.as_deref() {
-            None | Some("default") => "bridge".to_string(),
+            None | Some("default") => crate::networks::DEFAULT.to_string(),
             Some(n) => n.to_string(),
         };
-        match network.as_str() {
-            "none" | "host" | "bridge" => {}
-            n if n.starts_with("container:") => {}
-            n => return Err(Error::NotFound(format!("network {n} not found"))),
+        let network = match network.strip_prefix("container:") {
+            Some(other) => format!("container:{}", self.container(other)?.id),
+            None => self.network(&network)?.name,
+        };
+        // Only a network of its own gives a container an address.
+        let own_net =
+            !matches!(network.as_str(), "host" | "none") && !network.starts_with("container:");
+        let user_net = own_net && network != crate::networks::DEFAULT;
+        if opts.ip.is_some() && !user_net {
+            return Err(invalid(
+                "user specified IP address is supported on user defined networks only",
+            ));
         }
-        let mut network = network;
-        if let Some(other) = network.strip_prefix("container:") {
-            let c = self.container(other)?;
-            network = format!("container:{}", c.id);
+        if !opts.network_aliases.is_empty() && !user_net {
+            return Err(invalid(
+                "network-scoped alias is supported only for containers in user defined networks",
+            ));
+        }
+        if let Some(ip) = &opts.ip {
+            ip.parse::<std::net::Ipv4Addr>()
+                .map_err(|_| invalid(format!("invalid IPv4 address: {ip}")))?;
+        }
+        if let Some(m) = &opts.mac_address {
+            if !own_net {
+                return Err(invalid(
+                    "conflicting options: mac-address and the network mode",
+                ));
+            }
+            crate::network::parse_mac(m)?;
+        }
+        for d in &opts.dns {
+            d.parse::<std::net::IpAddr>()
+                .map_err(|_| invalid(format!("{d} is not an ip address")))?;
+        }
+        let mut extra_hosts = Vec::new();
+        for h in &opts.add_hosts {
+            let (name, ip) = h
+                .split_once(['=', ':'])
+                .filter(|(n, _)| !n.is_empty())
+                .ok_or_else(|| invalid(format!("bad format for add-host: {h:?}")))?;
+            if ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(invalid(format!("invalid IP address in add-host: {ip:?}")));
+            }
+            extra_hosts.push(format!("{name}:{ip}"));
+        }
+        let mut networks = BTreeMap::new();
+        if own_net {
+            networks.insert(
+                network.clone(),
+                crate::network::EndpointConfig {
+                    aliases: opts.network_aliases.clone(),
+                    ipv4_address: opts.ip.clone().unwrap_or_default(),
+                    mac_address: opts.mac_address.clone().unwrap_or_default(),
+                },
+            );
         }
 
         // Env: the image's, then -e and --env-file in order.
@@ -709,7 +764,7 @@ impl Engine {
                     .or_insert_with(|| vec![crate::PortBinding::default()]);
             }
         }
-        if network != "bridge" {
+        if !own_net {
             port_bindings.clear();
         }
         let host = HostConfig {
@@ -717,6 +772,10 @@ impl Engine {
             publish_all_ports: opts.publish_all,
             binds,
             network_mode: network,
+            dns: opts.dns.clone(),
+            dns_search: opts.dns_search.clone(),
+            dns_options: opts.dns_options.clone(),
+            extra_hosts,
             restart_policy: restart,
             auto_remove: opts.auto_remove,
             cap_add: opts.cap_add.clone(),
@@ -742,6 +801,7 @@ impl Engine {
             host,
             mounts,
             image_id: image.id.to_string(),
+            networks,
         };
 
         // Volumes exist before the record that uses them.

@@ -105,6 +105,15 @@ pub struct HostConfig {
     pub port_bindings: BTreeMap<String, Vec<crate::PortBinding>>,
     #[serde(default)]
     pub publish_all_ports: bool,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `--add-host name:ip` as given.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
 }
 
 /// One mount of a container, as inspect's `Mounts` lists it.
@@ -142,6 +151,10 @@ pub struct Spec {
     pub mounts: Vec<MountPoint>,
     /// The image's own config (for its layers' order and history).
     pub image_id: String,
+    /// Networks it joins at start, by name: the one it was created on and
+    /// those `network connect` added.
+    #[serde(default)]
+    pub networks: BTreeMap<String, crate::network::EndpointConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -197,12 +210,15 @@ pub struct State {
     pub restart_count: i64,
     #[serde(default)]
     pub monitor_pid: i32,
-    /// Where it sits on its network while it runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<crate::Endpoint>,
     /// Published ports as bound (random host ports resolved).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ports: BTreeMap<String, Vec<crate::PortBinding>>,
+}
+
+/// Whether a container with this network mode gets a network namespace
+/// of its own (made and plugged in by the engine).
+pub(crate) fn own_netns(mode: &str) -> bool {
+    !matches!(mode, "host" | "none") && !mode.starts_with("container:")
 }
 
 /// A container as the engine sees it.
@@ -407,6 +423,14 @@ impl Engine {
         Ok(())
     }
 
+    pub(crate) fn save_spec(&self, c: &Container) -> Result<()> {
+        let s = serde_json::to_string(&c.spec).expect("spec serialises");
+        if !self.store.set_container_config(&c.id, &s)? {
+            return Err(Error::NoSuchContainer(c.id.clone()));
+        }
+        Ok(())
+    }
+
     pub(crate) fn save_state(&self, c: &Container) -> Result<bool> {
         let s = serde_json::to_string(&c.state).expect("state serialises");
         Ok(self.store.set_container_state(&c.id, &s)?)
@@ -522,7 +546,11 @@ impl Engine {
                 v
             })
             .collect();
-        let ep = s.network.clone().unwrap_or_default();
+        let eps = if s.status.is_live() {
+            self.endpoints(c)
+        } else {
+            Vec::new()
+        };
         let ports: BTreeMap<String, Value> = {
             let mut m: BTreeMap<String, Value> = BTreeMap::new();
             for k in c.spec.host.port_bindings.keys() {
@@ -533,25 +561,67 @@ impl Engine {
             }
             m
         };
+        let endpoint_json = |cfg: Option<&crate::network::EndpointConfig>, e: &crate::Endpoint| {
+            json!({
+                "IPAMConfig": cfg.filter(|c| !c.ipv4_address.is_empty()).map(|c| json!({"IPv4Address": c.ipv4_address})),
+                "Links": null,
+                "Aliases": cfg.filter(|c| !c.aliases.is_empty()).map(|c| c.aliases.clone()),
+                "NetworkID": e.network_id,
+                "EndpointID": e.endpoint_id,
+                "Gateway": e.gateway,
+                "IPAddress": e.ip_address,
+                "IPPrefixLen": e.ip_prefix_len,
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "MacAddress": e.mac_address,
+                "DriverOpts": null,
+            })
+        };
+        let mut networks = serde_json::Map::new();
+        let mode = c.spec.host.network_mode.as_str();
+        if mode == "host" || mode == "none" {
+            let id = self.network(mode).map(|n| n.id).unwrap_or_default();
+            let e = crate::Endpoint {
+                network_id: id,
+                ..Default::default()
+            };
+            networks.insert(mode.to_string(), endpoint_json(None, &e));
+        }
+        for (name, cfg) in &c.spec.networks {
+            let e = eps
+                .iter()
+                .find(|e| e.network == *name)
+                .cloned()
+                .unwrap_or_else(|| crate::Endpoint {
+                    network_id: self.network(name).map(|n| n.id).unwrap_or_default(),
+                    ..Default::default()
+                });
+            networks.insert(name.clone(), endpoint_json(Some(cfg), &e));
+        }
+        for e in eps
+            .iter()
+            .filter(|e| !c.spec.networks.contains_key(&e.network))
+        {
+            networks.insert(e.network.clone(), endpoint_json(None, e));
+        }
+        // Docker fills the top-level fields from the default bridge only.
+        let top = eps
+            .iter()
+            .find(|e| e.network == crate::networks::DEFAULT)
+            .cloned()
+            .unwrap_or_default();
+        let netns = crate::network::netns_path(&p);
         let network = json!({
             "Bridge": "",
             "SandboxID": "",
             "Ports": ports,
-            "SandboxKey": if c.spec.host.network_mode == "host" { "".to_string() } else if s.network.is_some() { self.paths(&c.id).run.join("netns").display().to_string() } else if s.pid > 0 { format!("/proc/{}/ns/net", s.pid) } else { String::new() },
-            "Gateway": ep.gateway,
-            "IPAddress": ep.ip_address,
-            "IPPrefixLen": ep.ip_prefix_len,
-            "MacAddress": ep.mac_address,
-            "Networks": {
-                c.spec.host.network_mode.clone(): {
-                    "NetworkID": "",
-                    "EndpointID": "",
-                    "Gateway": ep.gateway,
-                    "IPAddress": ep.ip_address,
-                    "IPPrefixLen": ep.ip_prefix_len,
-                    "MacAddress": ep.mac_address,
-                }
-            }
+            "SandboxKey": if mode == "host" { String::new() } else if s.status.is_live() && netns.exists() { netns.display().to_string() } else if s.pid > 0 { format!("/proc/{}/ns/net", s.pid) } else { String::new() },
+            "Gateway": top.gateway,
+            "IPAddress": top.ip_address,
+            "IPPrefixLen": top.ip_prefix_len,
+            "MacAddress": top.mac_address,
+            "Networks": networks,
         });
         Ok(json!({
             "Id": c.id,

@@ -229,6 +229,8 @@ struct Monitor<'a> {
     size: Option<TtySize>,
     /// Sockets holding the host ports this container publishes.
     port_guards: Vec<OwnedFd>,
+    /// The embedded DNS resolver, on a network of the container's own.
+    resolver: Option<berth_net::dns::Resolver>,
 }
 
 /// Entry point of `berth monitor <id>`. Returns the monitor's exit code.
@@ -326,6 +328,7 @@ fn monitor(opts: EngineOptions, id: &str, starter: Option<UnixStream>) -> Result
         log,
         size: None,
         port_guards: Vec::new(),
+        resolver: None,
     };
     if let Some(s) = starter {
         m.add_client(s, true);
@@ -520,6 +523,7 @@ impl Monitor<'_> {
             let _ = rt.delete(&self.c.id);
         }
         self.engine.unmount_container(&self.paths);
+        self.resolver = None;
         self.engine.net_down(&mut self.c, &self.paths);
         self.port_guards.clear();
     }
@@ -535,11 +539,19 @@ impl Monitor<'_> {
         self.engine
             .mount_rootfs(&self.c.image_id, &self.paths.dir, &rootfs)
             .map_err(e125)?;
-        if self.c.spec.host.network_mode == "bridge" {
+        if super::own_netns(&self.c.spec.host.network_mode) {
             self.port_guards = self
                 .engine
                 .net_up(&mut self.c, &self.paths)
                 .map_err(|e| (e.to_string(), 125))?;
+            let eps = crate::network::read_endpoints(&self.paths);
+            if let Some(upstreams) = self.engine.resolv_plan(&self.c, &eps).resolver {
+                let ns = crate::network::netns_path(&self.paths);
+                self.resolver = Some(
+                    berth_net::dns::Resolver::new(&ns, &upstreams)
+                        .map_err(|e| (format!("start the DNS resolver: {e}"), 125))?,
+                );
+            }
         }
         let bundle = self.engine.prepare_bundle(&self.c, &self.paths)?;
 
@@ -686,6 +698,12 @@ impl Monitor<'_> {
                 }
                 _ => None,
             };
+            let dns_idx = self.resolver.as_ref().map(|r| {
+                for fd in r.fds() {
+                    fds.push(pf(fd, libc::POLLIN));
+                }
+                fds.len() - 2
+            });
             let base_clients = fds.len();
             for c in &self.clients {
                 fds.push(pf(
@@ -807,6 +825,21 @@ impl Monitor<'_> {
             if close_stdin && pending_in.is_empty() {
                 *stdin_w = None;
                 close_stdin = false;
+            }
+            if let (Some(r), Some(i)) = (self.resolver.as_mut(), dns_idx) {
+                if fds[i].revents != 0 {
+                    // The networks whose names it sees can change while it
+                    // runs (network connect), so ask each time.
+                    let nets: Vec<String> = crate::network::read_endpoints(&self.paths)
+                        .into_iter()
+                        .filter(|e| e.dns)
+                        .map(|e| e.network_id)
+                        .collect();
+                    r.serve_local(&nets);
+                }
+                if fds[i + 1].revents != 0 {
+                    r.serve_upstream();
+                }
             }
             // Clients: hello, stdin, resize, hang-ups.
             let mut gone = Vec::new();
@@ -947,27 +980,32 @@ impl Engine {
         } else {
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_string()
         };
-        let hosts_text = match &c.state.network {
-            Some(ep) => format!("{hosts_text}{}\t{}\n", ep.ip_address, spec.config.hostname),
-            None => hosts_text,
+        // A container in another's namespace sees that one's addresses.
+        let endpoints = match spec.host.network_mode.strip_prefix("container:") {
+            Some(other) => crate::network::read_endpoints(&self.paths(other)),
+            None => crate::network::read_endpoints(paths),
         };
-        let hosts = etc("hosts", hosts_text)?;
-        let resolv_text = {
-            let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-            if host_mode {
-                host
+        let mut hosts_text = hosts_text;
+        for h in &spec.host.extra_hosts {
+            let Some((name, ip)) = h.split_once(':') else {
+                continue;
+            };
+            // Docker's host-gateway: the host as the container reaches it.
+            let ip = if ip == "host-gateway" {
+                match endpoints.iter().find(|e| !e.internal) {
+                    Some(e) => e.gateway.clone(),
+                    None => continue,
+                }
             } else {
-                // A loopback resolver of the host is unreachable from a
-                // private network namespace.
-                host.lines()
-                    .filter(|l| {
-                        !(l.starts_with("nameserver")
-                            && (l.contains(" 127.") || l.contains(" ::1")))
-                    })
-                    .map(|l| format!("{l}\n"))
-                    .collect()
-            }
-        };
+                ip.to_string()
+            };
+            hosts_text += &format!("{ip}\t{name}\n");
+        }
+        for ep in &endpoints {
+            hosts_text += &format!("{}\t{}\n", ep.ip_address, spec.config.hostname);
+        }
+        let hosts = etc("hosts", hosts_text)?;
+        let resolv_text = self.resolv_plan(c, &endpoints).text;
         let resolv = etc("resolv.conf", resolv_text)?;
 
         let mut mounts = vec![
@@ -1103,8 +1141,8 @@ impl Engine {
                 }
                 NetworkMode::Path(format!("/proc/{}/ns/net", other.state.pid))
             }
-            "bridge" => NetworkMode::Path(paths.run.join("netns").display().to_string()),
-            _ => NetworkMode::None,
+            "none" => NetworkMode::None,
+            _ => NetworkMode::Path(crate::network::netns_path(paths).display().to_string()),
         };
         let resources = rspec::Resources {
             memory: (spec.host.memory > 0).then_some(spec.host.memory),

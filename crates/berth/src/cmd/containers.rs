@@ -88,9 +88,30 @@ pub struct CreateFlags {
     /// Security Options
     #[arg(long)]
     security_opt: Vec<String>,
-    /// Connect a container to a network (none, host)
+    /// Connect a container to a network (bridge, host, none, container:NAME or a user network)
     #[arg(long, alias = "net")]
     network: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long, alias = "net-alias")]
+    network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    ip: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long)]
+    mac_address: Option<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long)]
+    dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long, alias = "dns-opt")]
+    dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long)]
+    add_host: Vec<String>,
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     init: bool,
@@ -182,6 +203,13 @@ impl CreateFlags {
             shm_size: self.shm_size.clone(),
             publish: self.publish.clone(),
             publish_all: self.publish_all,
+            network_aliases: self.network_alias.clone(),
+            ip: self.ip.clone(),
+            mac_address: self.mac_address.clone(),
+            dns: self.dns.clone(),
+            dns_search: self.dns_search.clone(),
+            dns_options: self.dns_option.clone(),
+            add_hosts: self.add_host.clone(),
         }
     }
 }

@@ -1,6 +1,7 @@
 pub mod build;
 pub mod containers;
 pub mod images;
+pub mod networks;
 pub mod system;
 pub mod volumes;
 

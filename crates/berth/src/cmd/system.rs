@@ -38,12 +38,43 @@ pub enum SystemCommand {
     Df(DfArgs),
     /// Display system-wide information
     Info(InfoArgs),
+    /// Find and remove what crashed containers left behind (network namespaces, interfaces, rules, leases)
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Only report, remove nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
+    let found = ctx.engine()?.check_network_leftovers(!a.dry_run)?;
+    if found.is_empty() {
+        println!("No leftovers found");
+        return Ok(0);
+    }
+    for f in &found {
+        println!("{f}");
+    }
+    if a.dry_run {
+        println!(
+            "{} leftover(s) found; run without --dry-run to remove them",
+            found.len()
+        );
+        Ok(1)
+    } else {
+        println!("{} leftover(s) removed", found.len());
+        Ok(0)
+    }
 }
 
 pub fn system(ctx: &Ctx, c: SystemCommand) -> Result<u8> {
     match c {
         SystemCommand::Df(a) => df(ctx, a),
         SystemCommand::Info(a) => info(ctx, a),
+        SystemCommand::Check(a) => check(ctx, a),
     }
 }
 

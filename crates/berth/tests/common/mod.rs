@@ -109,6 +109,11 @@ impl Drop for TestStore {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = self.run(&["rm", "-f", "-v", id]);
             }
+            // User networks own host devices (a bridge, nft rules).
+            let out = self.run(&["network", "ls", "-q", "--no-trunc", "-f", "type=custom"]);
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = self.run(&["network", "rm", id]);
+            }
         }
         let dir = self.dir.path().to_string_lossy().into_owned();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
