@@ -7,8 +7,10 @@
 #   runc             the external-runtime path and the bare-runtime benchmark
 #   tini             `run --init` (Docker ships it as docker-init)
 #   procps           `top` reads ps
+#   nftables         published ports and masquerading (berth runs nft)
+#   iproute2         tests look at links and make an "outside" namespace
 set -eu
-pkgs="busybox-static libseccomp-dev pkg-config gcc skopeo podman runc tini procps nftables"
+pkgs="busybox-static libseccomp-dev pkg-config gcc skopeo podman runc tini procps nftables iproute2"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

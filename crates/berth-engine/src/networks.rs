@@ -607,56 +607,60 @@ impl Engine {
         self.save_spec(&c)
     }
 
-    /// Finds what crashed monitors and killed commands left on the host
-    /// for this store's containers and networks, and removes it when
-    /// `repair`. Returns a line per finding.
+    /// Finds what crashed monitors, killed commands and lost run
+    /// directories left on the host, and removes it when `repair`: this
+    /// store's stopped containers that still hold a namespace, and, host
+    /// wide, address leases, port rules and DNS records whose container
+    /// no longer has a namespace (every live one holds a lease naming its
+    /// namespace pin). Returns a line per finding.
     pub fn check_network_leftovers(&self, repair: bool) -> Result<Vec<String>> {
         let mut found = Vec::new();
-        let live_ids: Vec<String> = self
-            .list_containers(true, &Default::default())?
-            .into_iter()
-            .filter(|c| c.state.status.is_live())
-            .map(|c| c.id)
-            .collect();
         for mut c in self.list_containers(true, &Default::default())? {
             if c.state.status.is_live() {
                 continue;
             }
             let paths = self.paths(&c.id);
-            let ns = netns_path(&paths).exists();
             let eps = read_endpoints(&paths);
-            let chain = nft::container_tags().contains(&c.id[..12].to_string());
-            if ns || !eps.is_empty() || chain {
+            if netns_path(&paths).exists() || !eps.is_empty() {
                 found.push(format!(
-                    "container {}: stopped but holds a network namespace, {} interface(s) and {} port rule chain(s)",
+                    "container {}: stopped but holds a network namespace and {} interface(s)",
                     c.short_id(),
-                    eps.len(),
-                    chain as u8
+                    eps.len()
                 ));
                 if repair {
                     self.net_down(&mut c, &paths);
                 }
             }
         }
-        for n in self.networks()?.into_iter().filter(|n| !n.builtin) {
-            for holder in berth_net::dns::holders(&n.id) {
-                if !live_ids.contains(&holder) {
-                    found.push(format!(
-                        "network {}: a DNS record of container {} that is not running",
-                        n.name,
-                        &holder[..holder.len().min(12)]
-                    ));
-                    if repair {
-                        berth_net::dns::withdraw(&n.id, &holder);
-                    }
-                }
-            }
-        }
         found.extend(
             berth_net::lease::stale(repair)
                 .into_iter()
-                .map(|l| format!("address lease {l} held by a container that is gone")),
+                .map(|l| format!("address lease {l}: its container is gone")),
         );
+        let live = berth_net::lease::live_holders();
+        let alive = |id: &str| live.iter().any(|h| h.contains(id));
+        for tag in nft::container_tags() {
+            if !alive(&tag) {
+                found.push(format!(
+                    "port rules of container {tag}: the container is gone"
+                ));
+                if repair {
+                    let _ = nft::unpublish(&tag);
+                }
+            }
+        }
+        for (net, holder) in berth_net::dns::all_records() {
+            if !alive(&holder) {
+                found.push(format!(
+                    "DNS record of container {} on network {}: the container is gone",
+                    &holder[..holder.len().min(12)],
+                    &net[..net.len().min(12)]
+                ));
+                if repair {
+                    berth_net::dns::withdraw(&net, &holder);
+                }
+            }
+        }
         Ok(found)
     }
 }

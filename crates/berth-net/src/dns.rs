@@ -64,6 +64,17 @@ pub fn holders(network: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every (network, holder) record on the host.
+pub fn all_records() -> Vec<(String, String)> {
+    fs::read_dir(DIR)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|n| n.file_name().into_string().ok())
+        .flat_map(|n| holders(&n).into_iter().map(move |h| (n.clone(), h)))
+        .collect()
+}
+
 /// Every (ip, names) record on the given networks.
 fn records(networks: &[String]) -> Vec<(Ipv4Addr, Vec<String>)> {
     let mut out = Vec::new();

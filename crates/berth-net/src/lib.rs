@@ -366,6 +366,21 @@ pub mod lease {
         let _ = fs::remove_dir_all(dir(network));
     }
 
+    /// Holders (netns pins) of leases that are still there.
+    pub fn live_holders() -> Vec<String> {
+        let mut out: Vec<String> = fs::read_dir(DIR)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|net| fs::read_dir(net.path()).into_iter().flatten().flatten())
+            .filter_map(|f| fs::read_to_string(f.path()).ok())
+            .filter(|o| !o.is_empty() && Path::new(o).exists())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Leases whose holder is gone (a killed monitor whose netns pin
     /// went with a reboot or a cleanup), as network/ip; removed when
     /// `remove`.

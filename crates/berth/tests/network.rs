@@ -195,3 +195,549 @@ fn a_killed_monitor_leaves_nothing_behind() {
     assert!(st.starts_with("Exited (255)"), "{st}");
     assert!(leftovers(&[id]).is_empty());
 }
+
+/// Removes a user network even when the test fails before it does.
+struct Net<'a>(&'a TestStore, String);
+
+impl Drop for Net<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["network", "rm", &self.1]);
+    }
+}
+
+fn network<'a>(s: &'a TestStore, args: &[&str]) -> Net<'a> {
+    let mut a = vec!["network", "create"];
+    a.extend_from_slice(args);
+    let id = s.ok(&a).trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    Net(s, id)
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_by_name() {
+    let s = store();
+    let name = unique("un");
+    let net = network(&s, &[&name]);
+    let web = s.detached(&[
+        "--name",
+        "web",
+        "--network",
+        &name,
+        "--network-alias",
+        "www",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    // Names it does not know go to 127.0.0.1, never off this machine.
+    let peer = s.detached(&[
+        "--name",
+        "peer",
+        "--network",
+        &name,
+        "--dns",
+        "127.0.0.1",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    // Both ways, by name, by alias and by short id.
+    let out = s.ok(&[
+        "exec",
+        &peer,
+        "sh",
+        "-c",
+        "ping -c1 -W5 web >/dev/null && wget -qO- http://web/ && wget -qO- http://www/",
+    ]);
+    assert_eq!(out, "hello-page\nhello-page\n");
+    s.ok(&["exec", &web, "ping", "-c1", "-W5", "peer"]);
+    s.ok(&["exec", &web, "ping", "-c1", "-W5", &peer[..12]]);
+    let resolv = s.ok(&["exec", &peer, "cat", "/etc/resolv.conf"]);
+    assert!(resolv.starts_with("nameserver 127.0.0.11\n"), "{resolv}");
+    // A name nobody has is not found (and not invented).
+    let out = s.run(&["exec", &peer, "ping", "-c1", "-W2", "nobody-here"]);
+    assert!(!out.status.success());
+
+    // Docker's inspect shapes.
+    let ip = s.ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &web,
+    ]);
+    let members = s.ok(&["network", "inspect", "-f", "{{json .Containers}}", &name]);
+    assert!(
+        members.contains(&format!("\"IPv4Address\":\"{}/", ip.trim())),
+        "{members}"
+    );
+    assert!(members.contains("\"Name\":\"peer\""), "{members}");
+    let ls = s.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert!(ls.contains(&format!("{name} bridge")), "{ls}");
+    assert!(
+        ls.contains("bridge bridge") && ls.contains("host host") && ls.contains("none null"),
+        "{ls}"
+    );
+
+    // In use: refused, and nothing changes.
+    let err = s.fails(&["network", "rm", &name]);
+    assert!(err.contains("has active endpoints"), "{err}");
+    s.ok(&["rm", "-f", &web, &peer]);
+    s.ok(&["network", "rm", &name]);
+    assert!(s
+        .fails(&["network", "inspect", &name])
+        .contains("not found"));
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!("br-{}", &net.1[..12])));
+    assert!(leftovers(&[web, peer]).is_empty());
+}
+
+#[test]
+fn connect_disconnect_fixed_address_mac_and_hosts() {
+    let s = store();
+    let name = unique("cd");
+    let _net = network(&s, &["--subnet", "10.77.0.0/24", &name]);
+    let id = s.detached(&[
+        "--network",
+        &name,
+        "--ip",
+        "10.77.0.50",
+        "--mac-address",
+        "02:00:00:aa:bb:cc",
+        "--add-host",
+        "db.example:10.1.2.3",
+        "--add-host",
+        "me:host-gateway",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let eth0 = s.ok(&["exec", &id, "ip", "-o", "addr", "show", "eth0"]);
+    assert!(eth0.contains("inet 10.77.0.50/24"), "{eth0}");
+    let link = s.ok(&["exec", &id, "cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(link.trim(), "02:00:00:aa:bb:cc");
+    let hosts = s.ok(&["exec", &id, "cat", "/etc/hosts"]);
+    assert!(hosts.contains("10.1.2.3\tdb.example\n"), "{hosts}");
+    assert!(hosts.contains("10.77.0.1\tme\n"), "{hosts}");
+    // The address is taken now.
+    let err = s.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        &name,
+        "--ip",
+        "10.77.0.50",
+        "busybox",
+        "true",
+    ]);
+    assert!(err.contains("Address already in use"), "{err}");
+    let err = s.fails(&["run", "--rm", "--ip", "10.77.0.51", "busybox", "true"]);
+    assert!(err.contains("user defined networks only"), "{err}");
+
+    // A running container joins the default bridge too, and leaves it.
+    s.ok(&["network", "connect", "bridge", &id]);
+    let eth1 = s.ok(&["exec", &id, "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(eth1.contains("inet "), "{eth1}");
+    let err = s.fails(&["network", "connect", "bridge", &id]);
+    assert!(err.contains("already exists in network bridge"), "{err}");
+    s.ok(&["network", "disconnect", "bridge", &id]);
+    assert!(!s
+        .run(&["exec", &id, "ip", "link", "show", "eth1"])
+        .status
+        .success());
+    // A stopped container keeps what it was connected to for its next start.
+    s.ok(&["stop", "-t", "0", &id]);
+    s.ok(&["network", "connect", "--alias", "later", "bridge", &id]);
+    s.ok(&["start", &id]);
+    let addrs = s.ok(&["exec", &id, "ip", "-o", "-4", "addr"]);
+    assert!(addrs.contains("eth0") && addrs.contains("eth1"), "{addrs}");
+    s.ok(&["rm", "-f", &id]);
+    assert!(leftovers(&[id]).is_empty());
+}
+
+/// A UDP DNS server on the host's loopback that answers every A question
+/// with 192.0.2.7, standing in for the host's resolver.
+fn fake_upstream() -> (std::net::Ipv4Addr, std::thread::JoinHandle<()>) {
+    let octet = (std::process::id() % 200 + 20) as u8;
+    let addr = std::net::Ipv4Addr::new(127, 0, 53, octet);
+    let sock = std::net::UdpSocket::bind((addr, 53)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let h = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let q = &buf[..n];
+            let mut end = 12;
+            while q[end] != 0 {
+                end += q[end] as usize + 1;
+            }
+            end += 5;
+            let mut r = q[..end].to_vec();
+            r[2] |= 0x80;
+            r[3] = 0x80;
+            let is_a = q[end - 4..end - 2] == [0, 1];
+            r[7] = is_a as u8;
+            r[10] = 0;
+            r[11] = 0;
+            if is_a {
+                r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7]);
+            }
+            let _ = sock.send_to(&r, from);
+        }
+    });
+    (addr, h)
+}
+
+#[test]
+fn the_embedded_resolver_relays_other_names_except_on_internal_networks() {
+    let s = store();
+    let (upstream, _server) = fake_upstream();
+    let up = upstream.to_string();
+    let open = unique("rs");
+    let _n1 = network(&s, &[&open]);
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &open,
+        "--dns",
+        &up,
+        "busybox",
+        "nslookup",
+        "outside.test",
+    ]);
+    assert!(out.contains("192.0.2.7"), "{out}");
+    // The default bridge writes --dns servers as they are...
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "--dns",
+        "192.0.2.53",
+        "--dns-search",
+        "corp.test",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert_eq!(out, "nameserver 192.0.2.53\nsearch corp.test\n");
+    // ...except servers on the host's loopback, which the container could
+    // not reach: the embedded resolver relays to them.
+    let out = s.ok(&[
+        "run",
+        "--rm",
+        "--dns",
+        &up,
+        "busybox",
+        "nslookup",
+        "outside.test",
+    ]);
+    assert!(out.contains("192.0.2.7"), "{out}");
+
+    let closed = unique("ri");
+    let _n2 = network(&s, &["--internal", &closed]);
+    let out = s.run(&[
+        "run",
+        "--rm",
+        "--network",
+        &closed,
+        "--dns",
+        &up,
+        "busybox",
+        "nslookup",
+        "outside.test",
+    ]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("192.0.2.7"));
+}
+
+#[test]
+fn an_internal_network_cannot_reach_the_host() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let s = store();
+    // The host side accepts and hangs up at once, counting callers.
+    let host = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = host.local_addr().unwrap().port().to_string();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    std::thread::spawn(move || {
+        for c in host.incoming() {
+            drop(c);
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let open = unique("io");
+    let closed = unique("ic");
+    let _n1 = network(&s, &[&open]);
+    let _n2 = network(&s, &["--internal", &closed]);
+    let gw = |n: &str| {
+        s.ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+            n,
+        ])
+        .trim()
+        .to_string()
+    };
+    let probe = |net: &str, ip: &str| {
+        let script = format!("nc -w 3 {ip} {port} </dev/null; echo rc=$?");
+        s.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "busybox",
+            "sh",
+            "-c",
+            &script,
+        ])
+    };
+    // The control: a normal network reaches the host at its gateway.
+    let out = probe(&open, &gw(&open));
+    assert!(out.contains("rc=0"), "{out}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Internal: neither the host's address on its bridge nor another.
+    let out = probe(&closed, &gw(&closed));
+    assert!(!out.contains("rc=0"), "{out}");
+    let out = probe(&closed, &gw(&open));
+    assert!(!out.contains("rc=0"), "{out}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the host saw a call from an internal network"
+    );
+    let route = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &closed,
+        "busybox",
+        "ip",
+        "route",
+    ]);
+    assert!(!route.contains("default"), "{route}");
+}
+
+#[test]
+fn the_default_bridge_and_a_user_network_coexist_isolated() {
+    let s = store();
+    let name = unique("co");
+    let _net = network(&s, &[&name]);
+    let on_bridge = s.detached(&["busybox", "sh", "-c", HTTPD]);
+    let on_user = s.detached(&["--network", &name, "busybox", "sh", "-c", HTTPD]);
+    let ip_of = |id: &str| {
+        s.ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            id,
+        ])
+        .trim()
+        .to_string()
+    };
+    let (a, b) = (ip_of(&on_bridge), ip_of(&on_user));
+    assert_ne!(a, b);
+    // The host reaches both.
+    assert_eq!(fetch(&format!("{a}:80")), "hello-page\n");
+    assert_eq!(fetch(&format!("{b}:80")), "hello-page\n");
+    // They do not reach each other.
+    let out = s.ok(&[
+        "exec",
+        &on_bridge,
+        "sh",
+        "-c",
+        &format!("echo x | nc -w 2 {b} 80; echo rc=$?"),
+    ]);
+    assert!(!out.contains("rc=0"), "{out}");
+    let out = s.ok(&[
+        "exec",
+        &on_user,
+        "sh",
+        "-c",
+        &format!("echo x | nc -w 2 {a} 80; echo rc=$?"),
+    ]);
+    assert!(!out.contains("rc=0"), "{out}");
+}
+
+/// A network namespace standing in for the outside world, joined to the
+/// host by a veth pair, with busybox httpd telling who called.
+struct Outside {
+    ns: String,
+    host_if: String,
+    server: std::process::Child,
+    _www: tempfile::TempDir,
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let st = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(st.success(), "ip {args:?}");
+}
+
+#[test]
+fn outbound_traffic_is_masqueraded_through_the_host() {
+    let s = store();
+    let n = std::process::id() % 200 + 20;
+    let www = tempfile::tempdir().unwrap();
+    std::fs::create_dir(www.path().join("cgi-bin")).unwrap();
+    let cgi = www.path().join("cgi-bin/who");
+    std::fs::write(
+        &cgi,
+        "#!/bin/sh\necho Content-Type: text/plain\necho\necho \"$REMOTE_ADDR\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cgi, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let ns = format!("berth-out{n}");
+    let host_if = format!("vout{n}");
+    ip(&["netns", "add", &ns]);
+    let mut out = Outside {
+        ns: ns.clone(),
+        host_if: host_if.clone(),
+        server: std::process::Command::new("true").spawn().unwrap(),
+        _www: www,
+    };
+    let host_addr = format!("10.214.{n}.1");
+    let far_addr = format!("10.214.{n}.2");
+    ip(&[
+        "link", "add", &host_if, "type", "veth", "peer", "name", "eth9", "netns", &ns,
+    ]);
+    ip(&["addr", "add", &format!("{host_addr}/24"), "dev", &host_if]);
+    ip(&["link", "set", &host_if, "up"]);
+    ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{far_addr}/24"),
+        "dev",
+        "eth9",
+    ]);
+    ip(&["-n", &ns, "link", "set", "eth9", "up"]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    let busybox = "/bin/busybox";
+    out.server = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(busybox)
+        .args(["httpd", "-f", "-p", &format!("{far_addr}:8000"), "-h"])
+        .arg(out._www.path())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // The far side has no route back to the container's subnet: only a
+    // masqueraded connection gets an answer, and it names the host.
+    let url = format!("http://{far_addr}:8000/cgi-bin/who");
+    let got = s.ok(&["run", "--rm", "busybox", "wget", "-qO-", &url]);
+    assert_eq!(got.trim(), host_addr);
+    let name = unique("eg");
+    let _net = network(&s, &[&name]);
+    let got = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &name,
+        "busybox",
+        "wget",
+        "-qO-",
+        &url,
+    ]);
+    assert_eq!(got.trim(), host_addr);
+}
+
+#[test]
+fn system_check_removes_what_a_lost_run_directory_left() {
+    let s = store();
+    let name = unique("kc");
+    let _net = network(&s, &[&name]);
+    let id = s.detached(&[
+        "--name",
+        "victim",
+        "--network",
+        &name,
+        "-p",
+        "80",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let ip = s.ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &id,
+    ]);
+    let pid = s.ok(&["inspect", "-f", "{{.State.Pid}}", &id]);
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap();
+    let ppid: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The monitor dies and its run directory is lost with it (a wiped
+    // runroot): the namespace goes, what names it elsewhere stays.
+    // SAFETY: killing processes this test started.
+    unsafe {
+        libc::kill(ppid, libc::SIGKILL);
+        libc::kill(pid.trim().parse().unwrap(), libc::SIGKILL);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let run = s.runroot().join("containers").join(&id);
+    for m in ["netns", "rootfs"] {
+        let p = std::ffi::CString::new(run.join(m).to_str().unwrap()).unwrap();
+        // SAFETY: umount2 with a valid C string.
+        unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) };
+    }
+    std::fs::remove_dir_all(&run).unwrap();
+
+    let out = s.run(&["system", "check", "--dry-run"]);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(&format!("/{}: its container is gone", ip.trim())),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("DNS record of container {}", &id[..12])),
+        "{report}"
+    );
+    s.ok(&["system", "check"]);
+    let again = s.ok(&["system", "check", "--dry-run"]);
+    assert!(
+        !again.contains(&id[..12]) && !again.contains(ip.trim()),
+        "{again}"
+    );
+    assert!(leftovers(&[id]).is_empty());
+}
