@@ -52,3 +52,17 @@ berth build -t demo-app "$app"
 berth run --rm demo-app
 berth history demo-app
 berth rmi demo-app
+
+# Networking: a web server on a user network, found by name from a second
+# container, and published on the host's loopback.
+berth rm -f demo-www >/dev/null 2>&1 || true
+berth network rm demo-net >/dev/null 2>&1 || true
+berth network create demo-net
+berth run -d --name demo-www --network demo-net -p 127.0.0.1:18080:80 busybox \
+    sh -c 'mkdir -p /www && echo "hello over the network" > /www/index.html && exec httpd -f -p 80 -h /www'
+sleep 1
+berth run --rm --network demo-net busybox wget -qO- http://demo-www/
+berth port demo-www
+busybox wget -qO- http://127.0.0.1:18080/
+berth rm -f demo-www
+berth network rm demo-net
