@@ -266,7 +266,11 @@ impl Engine {
         };
         let own_netns = !endpoints.is_empty();
         let user_net = endpoints.iter().any(|e| e.dns);
-        let reachable: Vec<&String> = servers.iter().filter(|s| !is_loopback(s)).collect();
+        let host_mode = h.network_mode == "host";
+        let reachable: Vec<&String> = servers
+            .iter()
+            .filter(|s| host_mode || !is_loopback(s))
+            .collect();
         let embedded = own_netns && (user_net || reachable.is_empty());
         let mut text = String::new();
         let resolver = if embedded {
@@ -481,7 +485,7 @@ impl Engine {
             write_endpoint(paths, &ep)?;
             if net.dns {
                 let mut names = vec![c.name.clone(), c.id[..12].to_string()];
-                names.extend(cfg.aliases.iter().cloned());
+                names.extend(ep.aliases.iter().cloned());
                 berth_net::dns::publish(&net.id, &c.id, ip, &names)
                     .map_err(Error::io("record the DNS name of", &c.name))?;
             }
@@ -493,6 +497,18 @@ impl Engine {
             let _ = std::fs::remove_file(endpoints_dir(paths).join(&net.id));
         }
         r
+    }
+
+    /// Re-records the DNS names of a running container (after a rename).
+    pub(crate) fn republish_names(&self, c: &Container) {
+        for ep in self.endpoints(c).into_iter().filter(|e| e.dns) {
+            let Ok(ip) = ep.ip_address.parse() else {
+                continue;
+            };
+            let mut names = vec![c.name.clone(), c.id[..12].to_string()];
+            names.extend(ep.aliases.iter().cloned());
+            let _ = berth_net::dns::publish(&ep.network_id, &c.id, ip, &names);
+        }
     }
 
     /// Unplugs one endpoint (quiet about what is already gone).

@@ -229,6 +229,10 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
     let s = store();
     let name = unique("un");
     let net = network(&s, &[&name]);
+    // Names no container has go to a stand-in upstream, never off this
+    // machine.
+    let (upstream, _server) = fake_upstream();
+    let up = upstream.to_string();
     let web = s.detached(&[
         "--name",
         "web",
@@ -241,14 +245,13 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
         "-c",
         HTTPD,
     ]);
-    // Names it does not know go to 127.0.0.1, never off this machine.
     let peer = s.detached(&[
         "--name",
         "peer",
         "--network",
         &name,
         "--dns",
-        "127.0.0.1",
+        &up,
         "busybox",
         "sleep",
         "60",
@@ -269,6 +272,14 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
     // A name nobody has is not found (and not invented).
     let out = s.run(&["exec", &peer, "ping", "-c1", "-W2", "nobody-here"]);
     assert!(!out.status.success());
+
+    // A rename is seen at once.
+    s.ok(&["rename", "web", "web2"]);
+    s.ok(&["exec", &peer, "ping", "-c1", "-W5", "web2"]);
+    assert!(!s
+        .run(&["exec", &peer, "ping", "-c1", "-W2", "web"])
+        .status
+        .success());
 
     // Docker's inspect shapes.
     let ip = s.ok(&[
@@ -369,13 +380,15 @@ fn connect_disconnect_fixed_address_mac_and_hosts() {
     assert!(leftovers(&[id]).is_empty());
 }
 
-/// A UDP DNS server on the host's loopback that answers every A question
-/// with 192.0.2.7, standing in for the host's resolver.
+/// A UDP DNS server on the host's loopback standing in for the host's
+/// resolver: `outside.test` is 192.0.2.7 (A questions), every other name
+/// does not exist.
 fn fake_upstream() -> (std::net::Ipv4Addr, std::thread::JoinHandle<()>) {
-    let octet = (std::process::id() % 200 + 20) as u8;
-    let addr = std::net::Ipv4Addr::new(127, 0, 53, octet);
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let addr = std::net::Ipv4Addr::new(127, 53, (std::process::id() % 250) as u8, 10 + n);
     let sock = std::net::UdpSocket::bind((addr, 53)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30)))
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     let h = std::thread::spawn(move || {
         let mut buf = [0u8; 512];
@@ -386,14 +399,15 @@ fn fake_upstream() -> (std::net::Ipv4Addr, std::thread::JoinHandle<()>) {
                 end += q[end] as usize + 1;
             }
             end += 5;
+            let known = &q[12..end - 4] == b"\x07outside\x04test\x00";
+            let is_a = q[end - 4..end - 2] == [0, 1];
             let mut r = q[..end].to_vec();
             r[2] |= 0x80;
-            r[3] = 0x80;
-            let is_a = q[end - 4..end - 2] == [0, 1];
-            r[7] = is_a as u8;
+            r[3] = if known { 0x80 } else { 0x83 };
+            r[7] = (known && is_a) as u8;
             r[10] = 0;
             r[11] = 0;
-            if is_a {
+            if known && is_a {
                 r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7]);
             }
             let _ = sock.send_to(&r, from);

@@ -685,7 +685,14 @@ impl Engine {
                     "Conflict. The container name \"/{new_name}\" is already in use. You have to remove (or rename) that container to be able to reuse that name."
                 )),
                 _ => e.into(),
-            })
+            })?;
+        // Its peers find it by the new name from now on.
+        if c.state.status.is_live() {
+            let mut renamed = c;
+            renamed.name = new_name.to_string();
+            self.republish_names(&renamed);
+        }
+        Ok(())
     }
 
     /// `rm`: refuses a running container unless `force`, which kills it
