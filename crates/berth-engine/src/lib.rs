@@ -12,6 +12,7 @@ mod images;
 mod import;
 mod network;
 mod networks;
+mod registry;
 mod system;
 mod volumes;
 
@@ -19,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 pub use archive::{LoadedImage, SaveOptions};
 pub use berth_layer::ChangeKind;
+/// `registry serve` runs outside any store, so the engine only passes it on.
+pub use berth_registry::{serve as serve_registry, ServeOptions as RegistryServeOptions};
 pub use berth_store::GcReport;
 pub use build::BuildOptions;
 pub use containers::exec::wait_exec;
@@ -31,6 +34,7 @@ pub use images::{HistoryRow, ImageFilter, ImageSummary, RemovedItem};
 pub use import::ImportOptions;
 pub use network::{Endpoint, EndpointConfig, PortBinding};
 pub use networks::{Network, NetworkCreateOptions};
+pub use registry::{PullEvent, PullOptions, Pulled, PushEvent, PushOptions};
 pub use system::{cgroup_version, DiskUsage, Info, API_VERSION, VERSION};
 pub use volumes::Volume;
 

@@ -344,6 +344,19 @@ impl Store {
     }
 
     /// Images recorded with `id` as their parent.
+    /// The uncompressed size of a layer some image records.
+    pub fn layer_size(&self, diff_id: &Digest) -> Result<Option<u64>> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT size FROM image_layers WHERE diff_id = ?1 LIMIT 1",
+                [diff_id.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(|s| s as u64))
+    }
+
     pub fn children(&self, id: &Digest) -> Result<Vec<Digest>> {
         let mut stmt = self.db.prepare("SELECT id FROM images WHERE parent = ?1")?;
         let rows = stmt.query_map([id.to_string()], |r| digest(r.get(0)?))?;

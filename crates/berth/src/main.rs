@@ -125,6 +125,13 @@ enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(cmd::networks::NetworkCommand),
+    /// Download an image from a registry
+    Pull(cmd::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(cmd::registry::PushArgs),
+    /// Run a registry
+    #[command(subcommand)]
+    Registry(cmd::registry::RegistryCommand),
     /// The per-container monitor (started by Berth itself)
     #[command(hide = true)]
     Monitor { id: String },
@@ -188,6 +195,9 @@ fn main() -> ExitCode {
         Command::Container(c) => cmd::containers::container(&ctx, c),
         Command::Volume(c) => cmd::volumes::volume(&ctx, c),
         Command::Network(c) => cmd::networks::network(&ctx, c),
+        Command::Pull(a) => cmd::registry::pull(&ctx, a),
+        Command::Push(a) => cmd::registry::push(&ctx, a),
+        Command::Registry(c) => cmd::registry::registry(&ctx, c),
         Command::Monitor { id } => {
             let code = berth_engine::run_monitor(
                 berth_engine::EngineOptions {

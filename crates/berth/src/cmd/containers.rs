@@ -145,7 +145,7 @@ pub struct CreateFlags {
     /// Publish all exposed ports to random ports
     #[arg(short = 'P', long = "publish-all")]
     publish_all: bool,
-    /// Pull image before running (only "missing" and "never": there is no registry yet)
+    /// Pull image before running ("always", "missing", "never")
     #[arg(long)]
     pull: Option<String>,
     /// The image, then the command and its arguments. One positional, so
@@ -555,7 +555,7 @@ fn engine_failure(e: berth_engine::Error) -> u8 {
 
 pub fn create(ctx: &Ctx, a: CreateArgs) -> Result<u8> {
     let engine = ctx.engine()?;
-    check_pull(&a.create)?;
+    check_pull(&engine, &a.create)?;
     match engine.create_container(&a.create.options(false)) {
         Ok(c) => {
             println!("{}", c.id);
@@ -565,16 +565,36 @@ pub fn create(ctx: &Ctx, a: CreateArgs) -> Result<u8> {
     }
 }
 
-fn check_pull(f: &CreateFlags) -> Result<()> {
-    match f.pull.as_deref() {
-        None | Some("missing") | Some("never") => Ok(()),
-        Some(p) => bail!("--pull={p}: Berth cannot pull from registries yet; use missing or never"),
+/// `--pull`: fetches the image when the policy says so, as Docker does
+/// (its output on stderr).
+fn check_pull(engine: &berth_engine::Engine, f: &CreateFlags) -> Result<()> {
+    let image = f.image();
+    let missing = || {
+        matches!(
+            engine.resolve_image(image),
+            Err(berth_engine::Error::NoSuchImage(_))
+        )
+    };
+    let pull = match f.pull.as_deref() {
+        None | Some("missing") => missing(),
+        Some("always") => true,
+        Some("never") => false,
+        Some(p) => {
+            bail!("invalid pull option: '{p}': must be one of \"always\", \"missing\" or \"never\"")
+        }
+    };
+    if pull {
+        if missing() {
+            eprintln!("Unable to find image '{image}' locally");
+        }
+        super::registry::pull_image(engine, image, &Default::default(), false, true)?;
     }
+    Ok(())
 }
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     let engine = ctx.engine()?;
-    check_pull(&a.create)?;
+    check_pull(&engine, &a.create)?;
     if a.detach && a.create.rm && a.create.restart.is_some() {
         return Ok(engine_failure(berth_engine::Error::InvalidArgument(
             "Conflicting options: --restart and --rm".into(),

@@ -1,0 +1,656 @@
+//! Pull and push: policy over berth-registry's client. Which registries
+//! speak plain http, whose credentials to send, which platform of an index
+//! to take, how downloaded blobs are verified and enter the store (and how
+//! an interrupted pull resumes).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, Mutex};
+
+use berth_oci::{media, Digest, Hasher, ImageConfig, Index, Manifest, Platform, Reference};
+use berth_registry::client::Sink;
+use berth_registry::{Auth, Client};
+use berth_store::{LayerRef, NewImage};
+
+use crate::{Engine, Error, Result};
+
+/// Layers downloaded at once unless configured.
+const DEFAULT_PARALLEL: usize = 3;
+
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// `os/arch[/variant]`; the host's when None.
+    pub platform: Option<String>,
+    /// `--tls-verify=false`: plain http even for a registry not known as
+    /// insecure.
+    pub insecure: bool,
+    /// Layers at once (0: the default, 3).
+    pub parallel: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    pub insecure: bool,
+}
+
+/// What a pull reports as it goes, per layer (short id) or for the image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PullEvent {
+    /// `latest: Pulling from library/busybox`
+    Resolved {
+        tag: String,
+        repository: String,
+    },
+    AlreadyExists(String),
+    Waiting(String),
+    Downloading {
+        id: String,
+        current: u64,
+        total: u64,
+    },
+    DownloadComplete(String),
+    Extracting(String),
+    PullComplete(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub id: Digest,
+    /// The manifest's digest (of the platform's manifest, or of the index
+    /// when the reference named one).
+    pub digest: Digest,
+    pub reference: String,
+    /// False when the store already had the image under that name.
+    pub downloaded: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PushEvent {
+    Preparing(String),
+    AlreadyExists(String),
+    Pushing { id: String, size: u64 },
+    Pushed(String),
+}
+
+fn reg_err(what: &str, e: berth_registry::Error) -> Error {
+    use berth_registry::Error as E;
+    match e {
+        E::NotFound(m) => Error::NotFound(format!("{what}: {m}")),
+        E::Unauthorized(m) => Error::InvalidArgument(format!(
+            "{what}: {m} (log in with `berth login`, or check the repository name)"
+        )),
+        E::Invalid(m) => Error::InvalidArgument(format!("{what}: {m}")),
+        E::Io(m) | E::Registry(m) => Error::Internal(format!("{what}: {m}")),
+    }
+}
+
+fn short(d: &Digest) -> String {
+    d.hex()[..12].to_string()
+}
+
+/// Registries on this machine speak plain http without being told, as
+/// Docker treats them.
+fn is_local(domain: &str) -> bool {
+    let host = match domain.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => domain,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The Docker client's config.json (credentials), as Docker finds it.
+fn docker_config() -> Option<serde_json::Value> {
+    let path = match std::env::var_os("DOCKER_CONFIG") {
+        Some(d) => PathBuf::from(d).join("config.json"),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".docker/config.json"),
+    };
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+/// Credentials for `domain` from config.json: a credential helper named
+/// for it (or for every registry), else an `auths` entry.
+fn credentials(domain: &str) -> Auth {
+    let Some(cfg) = docker_config() else {
+        return Auth::Anonymous;
+    };
+    let keys: Vec<String> = if domain == "docker.io" {
+        vec![
+            "https://index.docker.io/v1/".into(),
+            "index.docker.io".into(),
+            "docker.io".into(),
+        ]
+    } else {
+        vec![
+            domain.to_string(),
+            format!("https://{domain}"),
+            format!("http://{domain}"),
+            format!("https://{domain}/v1/"),
+        ]
+    };
+    let helper = keys
+        .iter()
+        .find_map(|k| cfg.pointer(&format!("/credHelpers/{}", k.replace('/', "~1"))))
+        .or_else(|| cfg.get("credsStore"))
+        .and_then(|h| h.as_str());
+    if let Some(h) = helper {
+        if let Some(a) = helper_get(h, &keys[0]) {
+            return a;
+        }
+    }
+    let auths = cfg.get("auths");
+    for k in &keys {
+        let Some(entry) = auths.and_then(|a| a.get(k)) else {
+            continue;
+        };
+        if let Some(t) = entry.get("identitytoken").and_then(|t| t.as_str()) {
+            return Auth::Bearer(t.to_string());
+        }
+        if let Some(raw) = entry
+            .get("auth")
+            .and_then(|a| a.as_str())
+            .and_then(berth_registry::base64_decode)
+        {
+            if let Some((u, p)) = String::from_utf8_lossy(&raw).split_once(':') {
+                return Auth::Basic(u.to_string(), p.to_string());
+            }
+        }
+    }
+    Auth::Anonymous
+}
+
+/// `docker-credential-<helper> get`.
+fn helper_get(helper: &str, server: &str) -> Option<Auth> {
+    let mut child = std::process::Command::new(format!("docker-credential-{helper}"))
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(server.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let user = v.get("Username")?.as_str()?.to_string();
+    let secret = v.get("Secret")?.as_str()?.to_string();
+    Some(if user == "<token>" {
+        Auth::Bearer(secret)
+    } else {
+        Auth::Basic(user, secret)
+    })
+}
+
+/// Registries named insecure in /etc/berth/daemon.json (Docker's key).
+fn configured_insecure(domain: &str) -> bool {
+    fs::read("/etc/berth/daemon.json")
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("insecure-registries").cloned())
+        .and_then(|v| v.as_array().cloned())
+        .is_some_and(|list| list.iter().any(|e| e.as_str() == Some(domain)))
+}
+
+/// A downloading blob: the partial file and the hash of what it holds.
+struct Partial {
+    file: File,
+    hasher: Hasher,
+    done: u64,
+    total: u64,
+    id: String,
+    events: mpsc::Sender<PullEvent>,
+    reported: u64,
+}
+
+impl Sink for Partial {
+    fn restart(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.rewind()?;
+        self.hasher = Hasher::sha256();
+        self.done = 0;
+        Ok(())
+    }
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)?;
+        self.hasher.update(data);
+        self.done += data.len() as u64;
+        // A progress line every 1 MiB is plenty.
+        if self.done - self.reported >= 1 << 20 || self.done == self.total {
+            self.reported = self.done;
+            let _ = self.events.send(PullEvent::Downloading {
+                id: self.id.clone(),
+                current: self.done,
+                total: self.total,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    fn client_for(&self, domain: &str, insecure: bool) -> Result<Client> {
+        let plain = insecure || is_local(domain) || configured_insecure(domain);
+        Client::new(domain, plain, credentials(domain))
+            .map_err(|e| reg_err(&format!("registry {domain}"), e))
+    }
+
+    /// Where blobs being downloaded wait, kept across interrupted pulls so
+    /// the next one resumes.
+    fn downloads_dir(&self) -> Result<PathBuf> {
+        let d = self.root().join("downloads");
+        fs::create_dir_all(&d).map_err(Error::io("create", &d))?;
+        Ok(d)
+    }
+
+    /// Fetches a manifest and checks it is the content its digest names.
+    fn fetch_manifest(
+        &self,
+        client: &Client,
+        repo: &str,
+        reference: &str,
+    ) -> Result<(Vec<u8>, String, Digest)> {
+        let f = client
+            .manifest(repo, reference)
+            .map_err(|e| reg_err(&format!("manifest for {repo}:{reference}"), e))?;
+        let actual = Digest::sha256_of(&f.bytes);
+        if reference.contains(':') && reference != actual.to_string() {
+            return Err(Error::InvalidArgument(format!(
+                "manifest {reference} of {repo}: the registry sent content whose digest is {actual}"
+            )));
+        }
+        Ok((f.bytes, f.media_type, actual))
+    }
+
+    /// `pull`: the image `name` from its registry into the store. Events
+    /// go to `progress` as they happen.
+    pub fn pull(
+        &self,
+        name: &str,
+        opts: &PullOptions,
+        progress: &mut dyn FnMut(PullEvent),
+    ) -> Result<Pulled> {
+        let r = Reference::parse(name)?;
+        let r = if r.tag().is_none() && r.digest().is_none() {
+            r.with_tag("latest")?
+        } else {
+            r
+        };
+        let repo = r.path().to_string();
+        let want = r
+            .digest()
+            .map(|d| d.to_string())
+            .or_else(|| r.tag().map(str::to_string))
+            .unwrap_or_else(|| "latest".into());
+        let client = self.client_for(r.domain(), opts.insecure)?;
+        progress(PullEvent::Resolved {
+            tag: r.tag().unwrap_or(&want).to_string(),
+            repository: repo.clone(),
+        });
+        let (mut bytes, mut media_type, top_digest) = self.fetch_manifest(&client, &repo, &want)?;
+        let platform = match &opts.platform {
+            Some(p) => Platform::parse(p)?,
+            None => Platform::host(),
+        };
+        let mut manifest_digest = top_digest.clone();
+        for _ in 0..4 {
+            if !media::is_index(&media_type) {
+                break;
+            }
+            let idx = Index::from_slice(&bytes)?;
+            let d = idx
+                .manifests
+                .iter()
+                .find(|m| m.platform.as_ref().is_some_and(|p| p.matches(&platform)))
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "no matching manifest for {} in the manifest list entries",
+                        platform_text(&platform)
+                    ))
+                })?
+                .digest
+                .clone();
+            (bytes, media_type, manifest_digest) =
+                self.fetch_manifest(&client, &repo, &d.to_string())?;
+        }
+        if !media::is_manifest(&media_type) {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: unsupported manifest type {media_type}"
+            )));
+        }
+        let m = Manifest::from_slice(&bytes)?;
+        let tag_name = r.tag().map(|_| r.to_string());
+        let repo_digest = format!("{}@{}", r.name(), manifest_digest);
+
+        // The config first (small): it names the layers' diff ids.
+        let config = m.config.digest.clone();
+        if !self.store.has_blob(&config) {
+            let mut buf = MemSink(Vec::new());
+            client
+                .blob(&repo, &config.to_string(), 0, &mut buf)
+                .map_err(|e| reg_err(&format!("config {config}"), e))?;
+            if Digest::sha256_of(&buf.0) != config {
+                return Err(Error::InvalidArgument(format!(
+                    "config {config} of {name}: the registry sent content with another digest"
+                )));
+            }
+            self.store.put_blob(&buf.0)?;
+        }
+        let cfg = ImageConfig::from_slice(&self.store.read_blob(&config)?)?;
+        if cfg.rootfs.diff_ids.len() != m.layers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: the config lists {} layers but the manifest {}",
+                cfg.rootfs.diff_ids.len(),
+                m.layers.len()
+            )));
+        }
+        let already = self.store.image(&config)?.is_some_and(|img| {
+            img.manifest_digest == manifest_digest
+                && tag_name.as_ref().is_none_or(|t| img.tags.contains(t))
+        });
+
+        let (tx, rx) = mpsc::channel();
+        let mut todo = Vec::new();
+        for l in &m.layers {
+            if self.store.has_blob(&l.digest) {
+                progress(PullEvent::AlreadyExists(short(&l.digest)));
+            } else {
+                progress(PullEvent::Waiting(short(&l.digest)));
+                todo.push(l.clone());
+            }
+        }
+        let queue = Arc::new(Mutex::new(todo));
+        let parallel = if opts.parallel == 0 {
+            DEFAULT_PARALLEL
+        } else {
+            opts.parallel
+        };
+        let downloads = self.downloads_dir()?;
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        let fetched: Mutex<Vec<(Digest, PathBuf)>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..parallel {
+                let queue = queue.clone();
+                let tx = tx.clone();
+                let client = &client;
+                let repo = &repo;
+                let downloads = &downloads;
+                let failure = &failure;
+                let fetched = &fetched;
+                s.spawn(move || loop {
+                    if failure.lock().expect("not poisoned").is_some() {
+                        return;
+                    }
+                    let Some(layer) = queue.lock().expect("not poisoned").pop() else {
+                        return;
+                    };
+                    match download(client, repo, &layer, downloads, &tx) {
+                        Ok(p) => fetched
+                            .lock()
+                            .expect("not poisoned")
+                            .push((layer.digest, p)),
+                        Err(e) => {
+                            failure.lock().expect("not poisoned").get_or_insert(e);
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for ev in rx {
+                progress(ev);
+            }
+        });
+        // Whole, verified blobs enter the store even when another layer
+        // failed: the next pull skips them.
+        for (d, p) in fetched.into_inner().expect("not poisoned") {
+            self.store.adopt_blob(&p, &d)?;
+        }
+        if let Some(e) = failure.into_inner().expect("not poisoned") {
+            return Err(e);
+        }
+
+        // Unpack what the cache lacks, then record the image.
+        let mut layers = Vec::new();
+        for (l, diff_id) in m.layers.iter().zip(&cfg.rootfs.diff_ids) {
+            let size = match self.store.layer_size(diff_id)? {
+                Some(s) if self.store.has_layer(diff_id) => s,
+                _ => {
+                    progress(PullEvent::Extracting(short(&l.digest)));
+                    let f = self.store.open_blob(&l.digest)?;
+                    self.store
+                        .unpack_layer(berth_layer::decompress(f)?, Some(diff_id))
+                        .map_err(|e| match e {
+                            berth_store::Error::DigestMismatch { expected, actual } => {
+                                Error::InvalidArgument(format!(
+                                    "layer {} unpacks to {actual}, but the image config says {expected}",
+                                    l.digest
+                                ))
+                            }
+                            e => e.into(),
+                        })?
+                        .size
+                }
+            };
+            progress(PullEvent::PullComplete(short(&l.digest)));
+            layers.push(LayerRef {
+                diff_id: diff_id.clone(),
+                blob: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                size,
+                blob_size: l.size,
+            });
+        }
+        self.store.put_blob(&bytes)?;
+        let created = cfg
+            .created
+            .as_deref()
+            .and_then(berth_oci::time::parse_rfc3339);
+        self.store.put_image(
+            &NewImage {
+                id: config.clone(),
+                manifest_digest: manifest_digest.clone(),
+                manifest_media_type: media_type,
+                created,
+                parent: None,
+                layers,
+            },
+            &tag_name.iter().cloned().collect::<Vec<_>>(),
+            &[repo_digest],
+        )?;
+        Ok(Pulled {
+            id: config,
+            digest: top_digest,
+            reference: r.to_string(),
+            downloaded: !already,
+        })
+    }
+
+    /// `push`: an image of the store to the registry its name says.
+    /// Returns the manifest's digest and size.
+    pub fn push(
+        &self,
+        name: &str,
+        opts: &PushOptions,
+        progress: &mut dyn FnMut(PushEvent),
+    ) -> Result<(Digest, usize)> {
+        let img = self.resolve_image(name)?;
+        let r = Reference::parse(name)?;
+        let r = if r.tag().is_none() && r.digest().is_none() {
+            r.with_tag("latest")?
+        } else {
+            r
+        };
+        let repo = r.path().to_string();
+        let client = self.client_for(r.domain(), opts.insecure)?;
+        let manifest = self.store.read_blob(&img.manifest_digest)?;
+        let m = Manifest::from_slice(&manifest)?;
+        let mut blobs: Vec<(Digest, u64)> = m
+            .layers
+            .iter()
+            .map(|l| (l.digest.clone(), l.size))
+            .collect();
+        blobs.push((m.config.digest.clone(), m.config.size));
+        let mut seen = BTreeMap::new();
+        for (d, size) in blobs {
+            if seen.insert(d.clone(), ()).is_some() {
+                continue;
+            }
+            let id = short(&d);
+            progress(PushEvent::Preparing(id.clone()));
+            let exists = client
+                .blob_exists(&repo, &d.to_string())
+                .map_err(|e| reg_err(&format!("push {name}"), e))?;
+            if exists {
+                progress(PushEvent::AlreadyExists(id));
+                continue;
+            }
+            if !self.store.has_blob(&d) {
+                return Err(Error::NotFound(format!(
+                    "push {name}: blob {d} is not in the store (the image was loaded without it)"
+                )));
+            }
+            progress(PushEvent::Pushing {
+                id: id.clone(),
+                size,
+            });
+            client
+                .push_blob_file(&repo, &d.to_string(), &self.store.blob_path(&d))
+                .map_err(|e| reg_err(&format!("push {name}: blob {d}"), e))?;
+            progress(PushEvent::Pushed(id));
+        }
+        let reference = r
+            .digest()
+            .map(|d| d.to_string())
+            .or_else(|| r.tag().map(str::to_string))
+            .unwrap_or_else(|| "latest".into());
+        client
+            .push_manifest(
+                &repo,
+                &reference,
+                manifest.clone(),
+                &img.manifest_media_type,
+            )
+            .map_err(|e| reg_err(&format!("push {name}: manifest"), e))?;
+        let digest = img.manifest_digest.clone();
+        let _ = self.store.put_image(
+            &NewImage {
+                id: img.id.clone(),
+                manifest_digest: digest.clone(),
+                manifest_media_type: img.manifest_media_type.clone(),
+                created: img.created,
+                parent: img.parent.clone(),
+                layers: self.store.image_layers(&img.id)?,
+            },
+            &[],
+            &[format!("{}@{}", r.name(), digest)],
+        );
+        Ok((digest, manifest.len()))
+    }
+}
+
+/// Downloads one blob into `downloads`, resuming a partial download and
+/// verifying every byte against its digest before it is stored.
+fn download(
+    client: &Client,
+    repo: &str,
+    layer: &berth_oci::Descriptor,
+    downloads: &std::path::Path,
+    events: &mpsc::Sender<PullEvent>,
+) -> Result<PathBuf> {
+    let id = short(&layer.digest);
+    let path = downloads.join(format!("{}.partial", layer.digest.hex()));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io("open", &path))?;
+    // What an interrupted pull left: hash it and go on from there.
+    let mut hasher = Hasher::sha256();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(Error::io("read", &path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        done += n as u64;
+    }
+    if done > layer.size {
+        file.set_len(0).map_err(Error::io("truncate", &path))?;
+        file.rewind().map_err(Error::io("rewind", &path))?;
+        hasher = Hasher::sha256();
+        done = 0;
+    }
+    let mut sink = Partial {
+        file,
+        hasher,
+        done,
+        total: layer.size,
+        id: id.clone(),
+        events: events.clone(),
+        reported: done,
+    };
+    if done < layer.size || layer.size == 0 {
+        client
+            .blob(repo, &layer.digest.to_string(), done, &mut sink)
+            .map_err(|e| reg_err(&format!("layer {}", layer.digest), e))?;
+    }
+    let actual = sink.hasher.finish();
+    if actual != layer.digest {
+        let _ = fs::remove_file(&path);
+        return Err(Error::InvalidArgument(format!(
+            "layer {}: the registry sent content whose digest is {actual}; nothing was stored",
+            layer.digest
+        )));
+    }
+    let _ = events.send(PullEvent::DownloadComplete(id));
+    Ok(path)
+}
+
+fn platform_text(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
+/// A small blob in memory (configs).
+struct MemSink(Vec<u8>);
+
+impl Sink for MemSink {
+    fn restart(&mut self) -> io::Result<()> {
+        self.0.clear();
+        Ok(())
+    }
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.0.len() + data.len() > 16 << 20 {
+            return Err(io::Error::other("an image config over 16 MiB"));
+        }
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_registries_are_plain_http() {
+        assert!(is_local("localhost:5000"));
+        assert!(is_local("127.0.0.1:5000"));
+        assert!(is_local("[::1]:5000"));
+        assert!(!is_local("registry.example.com"));
+        assert!(!is_local("docker.io"));
+    }
+}

@@ -1,0 +1,980 @@
+//! `berth registry serve`: an OCI distribution-spec registry over a
+//! directory.
+//!
+//! Layout under the root (plain files, so a killed server leaves nothing
+//! half-written that a reader could see):
+//! - `blobs/<algorithm>/<hex>`: content, verified on upload
+//! - `repositories/<name>/tags/<tag>`: the manifest digest a tag names
+//! - `repositories/<name>/manifests/<algorithm>/<hex>`: the manifest's
+//!   media type (its bytes are a blob)
+//! - `repositories/<name>/blobs/<algorithm>/<hex>`: blobs the repository
+//!   may serve (pushed or mounted there)
+//! - `uploads/<uuid>`: uploads in progress
+
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use berth_oci::{Digest, Hasher};
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::fs;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use crate::htpasswd::Htpasswd;
+
+const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+/// Manifests larger than this are refused, as the reference registry does.
+const MANIFEST_MAX: usize = 4 << 20;
+
+pub struct ServeOptions {
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    pub htpasswd: Option<PathBuf>,
+}
+
+struct Registry {
+    root: PathBuf,
+    users: Option<Htpasswd>,
+}
+
+/// A distribution-spec error response.
+struct Failure {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+fn fail(status: StatusCode, code: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body =
+            json!({"errors": [{"code": self.code, "message": self.message, "detail": null}]});
+        let mut r = (self.status, body.to_string()).into_response();
+        r.headers_mut()
+            .insert("Content-Type", HeaderValue::from_static("application/json"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                "WWW-Authenticate",
+                HeaderValue::from_static("Basic realm=\"berth registry\""),
+            );
+        }
+        r
+    }
+}
+
+type Reply = Result<Response, Failure>;
+
+fn io_fail(e: std::io::Error) -> Failure {
+    fail(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string())
+}
+
+/// Repository names as the spec allows them.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name.split('/').all(|c| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && c.as_bytes()[0].is_ascii_alphanumeric()
+                && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
+        })
+}
+
+fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && tag.as_bytes()[0] != b'.'
+        && tag.as_bytes()[0] != b'-'
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn parse_digest(s: &str) -> Result<Digest, Failure> {
+    s.parse().map_err(|_| {
+        fail(
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+            format!("invalid digest {s}"),
+        )
+    })
+}
+
+impl Registry {
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(d.algorithm().as_str())
+            .join(d.hex())
+    }
+    fn repo(&self, name: &str) -> PathBuf {
+        self.root.join("repositories").join(name)
+    }
+    fn repo_blob(&self, name: &str, d: &Digest) -> PathBuf {
+        self.repo(name)
+            .join("blobs")
+            .join(d.algorithm().as_str())
+            .join(d.hex())
+    }
+    fn manifest_mark(&self, name: &str, d: &Digest) -> PathBuf {
+        self.repo(name)
+            .join("manifests")
+            .join(d.algorithm().as_str())
+            .join(d.hex())
+    }
+    fn tag_path(&self, name: &str, tag: &str) -> PathBuf {
+        self.repo(name).join("tags").join(tag)
+    }
+    fn upload(&self, id: &str) -> PathBuf {
+        self.root.join("uploads").join(id)
+    }
+}
+
+/// Writes `data` to `path` whole: a temp file renamed into place.
+async fn write_whole(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("paths under the root");
+    fs::create_dir_all(dir).await?;
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    fs::write(&tmp, data).await?;
+    fs::rename(&tmp, path).await
+}
+
+fn new_upload_id() -> String {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Runs the registry until the process is stopped.
+pub fn serve(opts: ServeOptions) -> Result<(), crate::Error> {
+    let users = match &opts.htpasswd {
+        Some(p) => Some(Htpasswd::load(p)?),
+        None => None,
+    };
+    for d in ["blobs", "repositories", "uploads"] {
+        std::fs::create_dir_all(opts.root.join(d)).map_err(|e| {
+            crate::Error::Io(format!("create {}: {e}", opts.root.join(d).display()))
+        })?;
+    }
+    let state = Arc::new(Registry {
+        root: opts.root.clone(),
+        users,
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| crate::Error::Io(format!("start the server runtime: {e}")))?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(opts.addr)
+            .await
+            .map_err(|e| crate::Error::Io(format!("listen on {}: {e}", opts.addr)))?;
+        eprintln!(
+            "berth registry listening on {} (root {})",
+            listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            opts.root.display()
+        );
+        let app = Router::new().fallback(handle).with_state(state);
+        axum::serve(listener, app)
+            .await
+            .map_err(|e| crate::Error::Io(format!("serve: {e}")))
+    })
+}
+
+async fn handle(
+    State(reg): State<Arc<Registry>>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let path = uri.path().to_string();
+    let r = route(&reg, &method, &path, &query, &headers, body).await;
+    let r = match r {
+        Ok(r) => r,
+        Err(f) => f.into_response(),
+    };
+    eprintln!("{} {} {}", method, uri, r.status().as_u16());
+    let mut r = r;
+    r.headers_mut().insert(
+        "Docker-Distribution-API-Version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    r
+}
+
+fn authorised(reg: &Registry, headers: &HeaderMap) -> bool {
+    let Some(users) = &reg.users else {
+        return true;
+    };
+    headers
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| crate::base64_decode(b.trim()))
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|s| s.split_once(':').map(|(u, p)| users.check(u, p)))
+        .unwrap_or(false)
+}
+
+async fn route(
+    reg: &Registry,
+    method: &Method,
+    path: &str,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Reply {
+    if !authorised(reg, headers) {
+        return Err(fail(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required",
+        ));
+    }
+    let Some(rest) = path.strip_prefix("/v2") else {
+        return Err(fail(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "not a registry path",
+        ));
+    };
+    if rest.is_empty() || rest == "/" {
+        return Ok((StatusCode::OK, "{}").into_response());
+    }
+    let rest = &rest[1..];
+    if rest == "_catalog" {
+        return catalog(reg, query).await;
+    }
+    // <name>/(blobs/uploads/[id] | blobs/<digest> | manifests/<ref> |
+    // tags/list | referrers/<digest>); names have slashes of their own.
+    let split = |marker: &str| -> Option<(String, String)> {
+        let i = rest.rfind(marker)?;
+        Some((rest[..i].to_string(), rest[i + marker.len()..].to_string()))
+    };
+    let (name, kind, arg) = if let Some((n, a)) = split("/blobs/uploads/") {
+        (n, "upload", a)
+    } else if let Some(n) = rest.strip_suffix("/blobs/uploads") {
+        (n.to_string(), "upload", String::new())
+    } else if let Some((n, a)) = split("/blobs/") {
+        (n, "blob", a)
+    } else if let Some((n, a)) = split("/manifests/") {
+        (n, "manifest", a)
+    } else if let Some(n) = rest.strip_suffix("/tags/list") {
+        (n.to_string(), "tags", String::new())
+    } else if let Some((n, a)) = split("/referrers/") {
+        (n, "referrers", a)
+    } else {
+        return Err(fail(StatusCode::NOT_FOUND, "NOT_FOUND", "unknown endpoint"));
+    };
+    if !valid_name(&name) {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+            format!("invalid repository name {name:?}"),
+        ));
+    }
+    match (kind, method.as_str()) {
+        ("blob", "GET" | "HEAD") => {
+            get_blob(reg, &name, &arg, method == Method::HEAD, headers).await
+        }
+        ("blob", "DELETE") => delete_blob(reg, &name, &arg).await,
+        ("upload", "POST") => start_upload(reg, &name, query, headers, body).await,
+        ("upload", "PATCH") => patch_upload(reg, &name, &arg, headers, body).await,
+        ("upload", "PUT") => finish_upload(reg, &name, &arg, query, body).await,
+        ("upload", "GET") => upload_status(reg, &name, &arg).await,
+        ("upload", "DELETE") => {
+            let _ = fs::remove_file(reg.upload(&arg)).await;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        ("manifest", "GET" | "HEAD") => {
+            get_manifest(reg, &name, &arg, method == Method::HEAD).await
+        }
+        ("manifest", "PUT") => put_manifest(reg, &name, &arg, headers, body).await,
+        ("manifest", "DELETE") => delete_manifest(reg, &name, &arg).await,
+        ("tags", "GET") => tags(reg, &name, query).await,
+        ("referrers", "GET") => referrers(reg, &name, &arg, query).await,
+        _ => Err(fail(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            format!("{method} is not supported here"),
+        )),
+    }
+}
+
+async fn repo_exists(reg: &Registry, name: &str) -> bool {
+    fs::metadata(reg.repo(name)).await.is_ok()
+}
+
+fn blob_unknown(name: &str, d: &str) -> Failure {
+    fail(
+        StatusCode::NOT_FOUND,
+        "BLOB_UNKNOWN",
+        format!("blob unknown to registry: {name}@{d}"),
+    )
+}
+
+/// `bytes=a-b` / `bytes=a-` against a blob of `len` bytes.
+fn parse_range(h: &str, len: u64) -> Option<(u64, u64)> {
+    let r = h.strip_prefix("bytes=")?;
+    let (a, b) = r.split_once('-')?;
+    let start: u64 = a.parse().ok()?;
+    let end: u64 = if b.is_empty() {
+        len.checked_sub(1)?
+    } else {
+        b.parse::<u64>().ok()?.min(len.checked_sub(1)?)
+    };
+    (start <= end).then_some((start, end))
+}
+
+fn file_body(file: fs::File, len: u64) -> Body {
+    let stream = futures_util::stream::unfold((file, len), |(mut f, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; (left.min(256 * 1024)) as usize];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((
+                    Ok::<_, std::io::Error>(Bytes::from(buf)),
+                    (f, left - n as u64),
+                ))
+            }
+            Err(e) => Some((Err(e), (f, 0))),
+        }
+    });
+    Body::from_stream(stream)
+}
+
+async fn get_blob(reg: &Registry, name: &str, d: &str, head: bool, headers: &HeaderMap) -> Reply {
+    let digest = parse_digest(d)?;
+    if fs::metadata(reg.repo_blob(name, &digest)).await.is_err() {
+        return Err(blob_unknown(name, d));
+    }
+    let path = reg.blob_path(&digest);
+    let mut file = fs::File::open(&path)
+        .await
+        .map_err(|_| blob_unknown(name, d))?;
+    let len = file.metadata().await.map_err(io_fail)?.len();
+    let range = headers
+        .get("Range")
+        .and_then(|v| v.to_str().ok())
+        .map(|h| parse_range(h, len));
+    let mut builder = Response::builder()
+        .header("Docker-Content-Digest", d)
+        .header("Content-Type", "application/octet-stream")
+        .header("Accept-Ranges", "bytes");
+    let (status, start, count) = match range {
+        Some(Some((a, b))) => {
+            builder = builder.header("Content-Range", format!("bytes {a}-{b}/{len}"));
+            (StatusCode::PARTIAL_CONTENT, a, b - a + 1)
+        }
+        Some(None) => {
+            return Ok(Response::builder()
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header("Content-Range", format!("bytes */{len}"))
+                .body(Body::empty())
+                .expect("valid response"));
+        }
+        None => (StatusCode::OK, 0, len),
+    };
+    builder = builder
+        .status(status)
+        .header("Content-Length", count.to_string());
+    if head {
+        return Ok(builder.body(Body::empty()).expect("valid response"));
+    }
+    file.seek(SeekFrom::Start(start)).await.map_err(io_fail)?;
+    Ok(builder
+        .body(file_body(file, count))
+        .expect("valid response"))
+}
+
+async fn delete_blob(reg: &Registry, name: &str, d: &str) -> Reply {
+    let digest = parse_digest(d)?;
+    match fs::remove_file(reg.repo_blob(name, &digest)).await {
+        Ok(()) => Ok(StatusCode::ACCEPTED.into_response()),
+        Err(_) => Err(blob_unknown(name, d)),
+    }
+}
+
+/// Links a stored blob into a repository.
+async fn link_blob(reg: &Registry, name: &str, d: &Digest) -> Result<(), Failure> {
+    write_whole(&reg.repo_blob(name, d), b"")
+        .await
+        .map_err(io_fail)
+}
+
+fn upload_location(name: &str, id: &str) -> String {
+    format!("/v2/{name}/blobs/uploads/{id}")
+}
+
+fn accepted(name: &str, id: &str, size: u64) -> Response {
+    let range = if size == 0 {
+        "0-0".to_string()
+    } else {
+        format!("0-{}", size - 1)
+    };
+    Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .header("Location", upload_location(name, id))
+        .header("Range", range)
+        .header("Docker-Upload-UUID", id)
+        .header("Content-Length", "0")
+        .body(Body::empty())
+        .expect("valid response")
+}
+
+fn created_blob(name: &str, d: &Digest) -> Response {
+    Response::builder()
+        .status(StatusCode::CREATED)
+        .header("Location", format!("/v2/{name}/blobs/{d}"))
+        .header("Docker-Content-Digest", d.to_string())
+        .header("Content-Length", "0")
+        .body(Body::empty())
+        .expect("valid response")
+}
+
+/// Appends a request body to an upload file; returns its new size.
+async fn append(path: &Path, body: Body) -> Result<u64, Failure> {
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .await
+        .map_err(io_fail)?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            fail(
+                StatusCode::BAD_REQUEST,
+                "BLOB_UPLOAD_INVALID",
+                e.to_string(),
+            )
+        })?;
+        f.write_all(&chunk).await.map_err(io_fail)?;
+    }
+    f.flush().await.map_err(io_fail)?;
+    Ok(f.metadata().await.map_err(io_fail)?.len())
+}
+
+async fn start_upload(
+    reg: &Registry,
+    name: &str,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Reply {
+    // Cross-repository mount.
+    if let (Some(d), Some(from)) = (query.get("mount"), query.get("from")) {
+        let digest = parse_digest(d)?;
+        if valid_name(from) && fs::metadata(reg.repo_blob(from, &digest)).await.is_ok() {
+            link_blob(reg, name, &digest).await?;
+            return Ok(created_blob(name, &digest));
+        }
+    }
+    let id = new_upload_id();
+    let path = reg.upload(&id);
+    fs::write(&path, b"").await.map_err(io_fail)?;
+    // Monolithic: POST with ?digest= and the whole blob.
+    if let Some(d) = query.get("digest") {
+        let _ = headers;
+        append(&path, body).await?;
+        return commit_upload(reg, name, &id, d).await;
+    }
+    Ok(accepted(name, &id, 0))
+}
+
+async fn upload_size(reg: &Registry, name: &str, id: &str) -> Result<u64, Failure> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(fail(
+            StatusCode::NOT_FOUND,
+            "BLOB_UPLOAD_UNKNOWN",
+            format!("upload {id} unknown in {name}"),
+        ));
+    }
+    fs::metadata(reg.upload(id))
+        .await
+        .map(|m| m.len())
+        .map_err(|_| {
+            fail(
+                StatusCode::NOT_FOUND,
+                "BLOB_UPLOAD_UNKNOWN",
+                format!("upload {id} unknown in {name}"),
+            )
+        })
+}
+
+async fn upload_status(reg: &Registry, name: &str, id: &str) -> Reply {
+    let size = upload_size(reg, name, id).await?;
+    let mut r = accepted(name, id, size);
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    Ok(r)
+}
+
+async fn patch_upload(
+    reg: &Registry,
+    name: &str,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Reply {
+    let size = upload_size(reg, name, id).await?;
+    // A chunk must start where the upload ends.
+    if let Some(cr) = headers.get("Content-Range").and_then(|v| v.to_str().ok()) {
+        let start = cr
+            .trim_start_matches("bytes ")
+            .split(['-', '/'])
+            .next()
+            .and_then(|s| s.parse::<u64>().ok());
+        if start != Some(size) {
+            return Ok(Response::builder()
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header("Location", upload_location(name, id))
+                .header("Range", format!("0-{}", size.saturating_sub(1)))
+                .body(Body::empty())
+                .expect("valid response"));
+        }
+    }
+    let size = append(&reg.upload(id), body).await?;
+    Ok(accepted(name, id, size))
+}
+
+async fn finish_upload(
+    reg: &Registry,
+    name: &str,
+    id: &str,
+    query: &HashMap<String, String>,
+    body: Body,
+) -> Reply {
+    upload_size(reg, name, id).await?;
+    let Some(d) = query.get("digest") else {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+            "the digest parameter is missing",
+        ));
+    };
+    append(&reg.upload(id), body).await?;
+    commit_upload(reg, name, id, d).await
+}
+
+/// Verifies an upload against `d` and moves it into the blobs.
+async fn commit_upload(reg: &Registry, name: &str, id: &str, d: &str) -> Reply {
+    let digest = parse_digest(d)?;
+    let path = reg.upload(id);
+    let mut f = fs::File::open(&path).await.map_err(io_fail)?;
+    let mut h = Hasher::new(digest.algorithm());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).await.map_err(io_fail)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let actual = h.finish();
+    if actual != digest {
+        let _ = fs::remove_file(&path).await;
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+            format!("the upload's content is {actual}, not {digest}"),
+        ));
+    }
+    let dest = reg.blob_path(&digest);
+    fs::create_dir_all(dest.parent().expect("under the root"))
+        .await
+        .map_err(io_fail)?;
+    fs::rename(&path, &dest).await.map_err(io_fail)?;
+    link_blob(reg, name, &digest).await?;
+    Ok(created_blob(name, &digest))
+}
+
+/// A tag or digest to the manifest digest.
+async fn resolve(reg: &Registry, name: &str, reference: &str) -> Result<Digest, Failure> {
+    let unknown = || {
+        fail(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            format!("manifest unknown: {name}:{reference}"),
+        )
+    };
+    if reference.contains(':') {
+        let d = parse_digest(reference)?;
+        return match fs::metadata(reg.manifest_mark(name, &d)).await {
+            Ok(_) => Ok(d),
+            Err(_) => Err(unknown()),
+        };
+    }
+    if !valid_tag(reference) {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "TAG_INVALID",
+            format!("invalid tag {reference:?}"),
+        ));
+    }
+    if !repo_exists(reg, name).await {
+        return Err(fail(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            format!("repository name not known to registry: {name}"),
+        ));
+    }
+    let text = fs::read_to_string(reg.tag_path(name, reference))
+        .await
+        .map_err(|_| unknown())?;
+    parse_digest(text.trim())
+}
+
+async fn get_manifest(reg: &Registry, name: &str, reference: &str, head: bool) -> Reply {
+    let d = resolve(reg, name, reference).await?;
+    let media = fs::read_to_string(reg.manifest_mark(name, &d))
+        .await
+        .map_err(io_fail)?;
+    let bytes = fs::read(reg.blob_path(&d)).await.map_err(io_fail)?;
+    let b = Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", media.trim())
+        .header("Docker-Content-Digest", d.to_string())
+        .header("Content-Length", bytes.len().to_string());
+    Ok(b.body(if head {
+        Body::empty()
+    } else {
+        Body::from(bytes)
+    })
+    .expect("valid response"))
+}
+
+async fn put_manifest(
+    reg: &Registry,
+    name: &str,
+    reference: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Reply {
+    let bytes = axum::body::to_bytes(body, MANIFEST_MAX)
+        .await
+        .map_err(|_| {
+            fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "SIZE_INVALID",
+                "manifest too large",
+            )
+        })?;
+    let invalid = |m: String| fail(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", m);
+    let doc: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(format!("manifest is not JSON: {e}")))?;
+    let media = headers
+        .get("Content-Type")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.split(';').next().unwrap_or("").trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            doc.get("mediaType")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| MANIFEST_TYPES[0].to_string());
+    let digest = if reference.contains(':') {
+        let d = parse_digest(reference)?;
+        let mut h = Hasher::new(d.algorithm());
+        h.update(&bytes);
+        if h.finish() != d {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "DIGEST_INVALID",
+                "the manifest does not match its digest",
+            ));
+        }
+        d
+    } else {
+        if !valid_tag(reference) {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "TAG_INVALID",
+                format!("invalid tag {reference:?}"),
+            ));
+        }
+        Digest::sha256_of(&bytes)
+    };
+    // Everything it refers to must be here already.
+    let mut refs: Vec<String> = Vec::new();
+    if let Some(c) = doc.pointer("/config/digest").and_then(|v| v.as_str()) {
+        refs.push(c.to_string());
+    }
+    for key in ["layers", "blobs"] {
+        for l in doc
+            .get(key)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            // Foreign layers live elsewhere (their urls).
+            if l.get("urls").is_some() {
+                continue;
+            }
+            if let Some(d) = l.get("digest").and_then(|v| v.as_str()) {
+                refs.push(d.to_string());
+            }
+        }
+    }
+    for r in &refs {
+        let d = parse_digest(r)?;
+        if fs::metadata(reg.repo_blob(name, &d)).await.is_err() {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "MANIFEST_BLOB_UNKNOWN",
+                format!("blob unknown to registry: {r}"),
+            ));
+        }
+    }
+    for m in doc
+        .get("manifests")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let Some(d) = m.get("digest").and_then(|v| v.as_str()) else {
+            return Err(invalid("an index entry has no digest".into()));
+        };
+        let d = parse_digest(d)?;
+        if fs::metadata(reg.manifest_mark(name, &d)).await.is_err() {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "MANIFEST_UNKNOWN",
+                format!("manifest unknown: {d}"),
+            ));
+        }
+    }
+    write_whole(&reg.blob_path(&digest), &bytes)
+        .await
+        .map_err(io_fail)?;
+    write_whole(&reg.manifest_mark(name, &digest), media.as_bytes())
+        .await
+        .map_err(io_fail)?;
+    if !reference.contains(':') {
+        write_whole(
+            &reg.tag_path(name, reference),
+            digest.to_string().as_bytes(),
+        )
+        .await
+        .map_err(io_fail)?;
+    }
+    let mut r = Response::builder()
+        .status(StatusCode::CREATED)
+        .header("Location", format!("/v2/{name}/manifests/{digest}"))
+        .header("Docker-Content-Digest", digest.to_string())
+        .header("Content-Length", "0");
+    if let Some(s) = doc.pointer("/subject/digest").and_then(|v| v.as_str()) {
+        r = r.header("OCI-Subject", s);
+    }
+    Ok(r.body(Body::empty()).expect("valid response"))
+}
+
+async fn delete_manifest(reg: &Registry, name: &str, reference: &str) -> Reply {
+    if !reference.contains(':') {
+        // Deleting a tag.
+        return match fs::remove_file(reg.tag_path(name, reference)).await {
+            Ok(()) => Ok(StatusCode::ACCEPTED.into_response()),
+            Err(_) => Err(fail(
+                StatusCode::NOT_FOUND,
+                "MANIFEST_UNKNOWN",
+                format!("manifest unknown: {name}:{reference}"),
+            )),
+        };
+    }
+    let d = resolve(reg, name, reference).await?;
+    fs::remove_file(reg.manifest_mark(name, &d))
+        .await
+        .map_err(io_fail)?;
+    // Tags that named it go with it.
+    if let Ok(mut dir) = fs::read_dir(reg.repo(name).join("tags")).await {
+        while let Ok(Some(e)) = dir.next_entry().await {
+            if fs::read_to_string(e.path())
+                .await
+                .is_ok_and(|t| t.trim() == d.to_string())
+            {
+                let _ = fs::remove_file(e.path()).await;
+            }
+        }
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `n` / `last` pagination over a sorted list, with the Link header.
+fn paginate(
+    items: Vec<String>,
+    query: &HashMap<String, String>,
+    base: &str,
+) -> (Vec<String>, Option<String>) {
+    let mut items: Vec<String> = match query.get("last") {
+        Some(l) => items.into_iter().filter(|t| t > l).collect(),
+        None => items,
+    };
+    let n = query.get("n").and_then(|n| n.parse::<usize>().ok());
+    let mut link = None;
+    if let Some(n) = n {
+        if items.len() > n {
+            items.truncate(n);
+            if let Some(last) = items.last() {
+                link = Some(format!("<{base}?n={n}&last={last}>; rel=\"next\""));
+            }
+        }
+    }
+    (items, link)
+}
+
+fn json_reply(v: serde_json::Value, link: Option<String>) -> Response {
+    let mut b = Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json");
+    if let Some(l) = link {
+        b = b.header("Link", l);
+    }
+    b.body(Body::from(v.to_string())).expect("valid response")
+}
+
+async fn tags(reg: &Registry, name: &str, query: &HashMap<String, String>) -> Reply {
+    if !repo_exists(reg, name).await {
+        return Err(fail(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            format!("repository name not known to registry: {name}"),
+        ));
+    }
+    let mut all = Vec::new();
+    if let Ok(mut dir) = fs::read_dir(reg.repo(name).join("tags")).await {
+        while let Ok(Some(e)) = dir.next_entry().await {
+            let t = e.file_name().to_string_lossy().into_owned();
+            if !t.starts_with('.') {
+                all.push(t);
+            }
+        }
+    }
+    all.sort();
+    let (tags, link) = paginate(all, query, &format!("/v2/{name}/tags/list"));
+    Ok(json_reply(json!({"name": name, "tags": tags}), link))
+}
+
+async fn catalog(reg: &Registry, query: &HashMap<String, String>) -> Reply {
+    let mut names = Vec::new();
+    let base = reg.root.join("repositories");
+    let mut stack = vec![base.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(mut rd) = fs::read_dir(&dir).await else {
+            continue;
+        };
+        while let Ok(Some(e)) = rd.next_entry().await {
+            let p = e.path();
+            let fname = e.file_name().to_string_lossy().into_owned();
+            if fname == "manifests" {
+                if let Ok(rel) = dir.strip_prefix(&base) {
+                    names.push(rel.to_string_lossy().into_owned());
+                }
+            } else if !matches!(fname.as_str(), "tags" | "blobs")
+                && e.file_type().await.is_ok_and(|t| t.is_dir())
+            {
+                stack.push(p);
+            }
+        }
+    }
+    names.sort();
+    let (names, link) = paginate(names, query, "/v2/_catalog");
+    Ok(json_reply(json!({"repositories": names}), link))
+}
+
+/// The referrers API: manifests in the repository whose subject is `d`.
+async fn referrers(reg: &Registry, name: &str, d: &str, query: &HashMap<String, String>) -> Reply {
+    let subject = parse_digest(d)?;
+    let mut out = Vec::new();
+    for algo in ["sha256", "sha512"] {
+        let Ok(mut rd) = fs::read_dir(reg.repo(name).join("manifests").join(algo)).await else {
+            continue;
+        };
+        while let Ok(Some(e)) = rd.next_entry().await {
+            let hex = e.file_name().to_string_lossy().into_owned();
+            let Ok(md) = format!("{algo}:{hex}").parse::<Digest>() else {
+                continue;
+            };
+            let Ok(bytes) = fs::read(reg.blob_path(&md)).await else {
+                continue;
+            };
+            let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            if doc.pointer("/subject/digest").and_then(|v| v.as_str()) != Some(&subject.to_string())
+            {
+                continue;
+            }
+            let media = fs::read_to_string(e.path()).await.unwrap_or_default();
+            let artifact = doc
+                .get("artifactType")
+                .and_then(|v| v.as_str())
+                .or_else(|| doc.pointer("/config/mediaType").and_then(|v| v.as_str()))
+                .unwrap_or("")
+                .to_string();
+            if query.get("artifactType").is_some_and(|t| *t != artifact) {
+                continue;
+            }
+            let mut entry = json!({
+                "mediaType": media.trim(),
+                "digest": md.to_string(),
+                "size": bytes.len(),
+                "artifactType": artifact,
+            });
+            if let Some(a) = doc.get("annotations") {
+                entry["annotations"] = a.clone();
+            }
+            out.push(entry);
+        }
+    }
+    let mut r = json_reply(
+        json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": out}),
+        None,
+    );
+    r.headers_mut().insert(
+        "Content-Type",
+        HeaderValue::from_static("application/vnd.oci.image.index.v1+json"),
+    );
+    if query.contains_key("artifactType") {
+        r.headers_mut().insert(
+            "OCI-Filters-Applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(r)
+}

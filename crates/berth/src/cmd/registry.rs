@@ -1,0 +1,257 @@
+//! `pull`, `push` and `registry serve`.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use berth_engine::{Engine, PullEvent, PullOptions, PushEvent, PushOptions};
+use clap::{Args, Subcommand};
+
+use super::{isatty, Ctx};
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// Set platform if server is multi-platform capable (os/arch[/variant])
+    #[arg(long)]
+    platform: Option<String>,
+    /// Suppress verbose output
+    #[arg(short, long)]
+    quiet: bool,
+    /// Require HTTPS and verify certificates (false: plain http)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
+    /// Layers to download at once
+    #[arg(long, default_value_t = 3)]
+    max_concurrent_downloads: usize,
+    name: String,
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// Suppress verbose output
+    #[arg(short, long)]
+    quiet: bool,
+    /// Require HTTPS and verify certificates (false: plain http)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
+    name: String,
+}
+
+#[derive(Subcommand)]
+pub enum RegistryCommand {
+    /// Run an OCI distribution registry in the foreground
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    addr: SocketAddr,
+    /// Where the registry keeps its content
+    #[arg(long, default_value = "/var/lib/berth-registry")]
+    root: PathBuf,
+    /// Require HTTP Basic auth against this htpasswd file (bcrypt entries)
+    #[arg(long)]
+    htpasswd: Option<PathBuf>,
+}
+
+/// Docker's per-layer lines: plain lines when not on a terminal, lines
+/// redrawn in place when on one.
+struct PullView {
+    /// `run` and `create` pull to stderr, as Docker's do.
+    stderr: bool,
+    tty: bool,
+    quiet: bool,
+    order: Vec<String>,
+    lines: Vec<String>,
+    drawn: usize,
+}
+
+fn bar(current: u64, total: u64) -> String {
+    let width = 50;
+    let done = (current.min(total) * width as u64)
+        .checked_div(total)
+        .map_or(width, |d| d as usize);
+    let mut s = "=".repeat(done.saturating_sub(1));
+    if done > 0 {
+        s.push(if done == width { '=' } else { '>' });
+    }
+    format!(
+        "[{s:<width$}] {}/{}",
+        crate::render::human_size(current as f64),
+        crate::render::human_size(total as f64)
+    )
+}
+
+impl PullView {
+    fn new(quiet: bool, stderr: bool) -> PullView {
+        PullView {
+            stderr,
+            tty: isatty(if stderr { 2 } else { 1 }),
+            quiet,
+            order: Vec::new(),
+            lines: Vec::new(),
+            drawn: 0,
+        }
+    }
+
+    fn set(&mut self, id: &str, text: String, final_line: bool) {
+        if self.quiet {
+            return;
+        }
+        let line = format!("{id}: {text}");
+        if !self.tty {
+            // Byte counts are only for terminals.
+            if final_line {
+                self.say(&line);
+            }
+            return;
+        }
+        match self.order.iter().position(|o| o == id) {
+            Some(i) => self.lines[i] = line,
+            None => {
+                self.order.push(id.to_string());
+                self.lines.push(line);
+            }
+        }
+        let mut text = String::new();
+        if self.drawn > 0 {
+            text += &format!("\x1b[{}A", self.drawn);
+        }
+        for l in &self.lines {
+            text += &format!("\x1b[2K{l}\n");
+        }
+        self.write(&text);
+        self.drawn = self.lines.len();
+    }
+
+    fn write(&self, text: &str) {
+        if self.stderr {
+            let _ = io::stderr().lock().write_all(text.as_bytes());
+        } else {
+            let mut o = io::stdout().lock();
+            let _ = o.write_all(text.as_bytes());
+            let _ = o.flush();
+        }
+    }
+
+    fn say(&self, line: &str) {
+        self.write(&format!("{line}\n"));
+    }
+
+    fn event(&mut self, e: PullEvent) {
+        match e {
+            PullEvent::Resolved { tag, repository } => {
+                if !self.quiet {
+                    self.say(&format!("{tag}: Pulling from {repository}"));
+                }
+            }
+            PullEvent::AlreadyExists(id) => self.set(&id, "Already exists".into(), true),
+            PullEvent::Waiting(id) => self.set(&id, "Pulling fs layer".into(), true),
+            PullEvent::Downloading { id, current, total } => {
+                self.set(&id, format!("Downloading {}", bar(current, total)), false)
+            }
+            PullEvent::DownloadComplete(id) => self.set(&id, "Download complete".into(), true),
+            PullEvent::Extracting(id) => self.set(&id, "Extracting".into(), false),
+            PullEvent::PullComplete(id) => self.set(&id, "Pull complete".into(), true),
+        }
+    }
+}
+
+/// Pulls `name` with Docker's output (on stderr for run and create);
+/// returns the reference pulled.
+pub fn pull_image(
+    engine: &Engine,
+    name: &str,
+    opts: &PullOptions,
+    quiet: bool,
+    stderr: bool,
+) -> Result<String> {
+    let mut view = PullView::new(quiet, stderr);
+    let p = engine.pull(name, opts, &mut |e| view.event(e))?;
+    let familiar = berth_oci::Reference::parse(&p.reference)
+        .map(|r| r.familiar())
+        .unwrap_or(p.reference.clone());
+    if quiet {
+        if !stderr {
+            println!("{}", p.reference);
+        }
+    } else {
+        view.say(&format!("Digest: {}", p.digest));
+        if p.downloaded {
+            view.say(&format!("Status: Downloaded newer image for {familiar}"));
+        } else {
+            view.say(&format!("Status: Image is up to date for {familiar}"));
+        }
+        if !stderr {
+            view.say(&p.reference);
+        }
+    }
+    Ok(p.reference)
+}
+
+pub fn pull(ctx: &Ctx, a: PullArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    if a.max_concurrent_downloads == 0 {
+        bail!("max-concurrent-downloads must be at least 1");
+    }
+    pull_image(
+        &engine,
+        &a.name,
+        &PullOptions {
+            platform: a.platform,
+            insecure: !a.tls_verify,
+            parallel: a.max_concurrent_downloads,
+        },
+        a.quiet,
+        false,
+    )?;
+    Ok(0)
+}
+
+pub fn push(ctx: &Ctx, a: PushArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    let r = berth_oci::Reference::parse(&a.name)?;
+    if !a.quiet {
+        println!("The push refers to repository [{}]", r.name());
+    }
+    let quiet = a.quiet;
+    let (digest, size) = engine.push(
+        &a.name,
+        &PushOptions {
+            insecure: !a.tls_verify,
+        },
+        &mut |e| {
+            if quiet {
+                return;
+            }
+            match e {
+                PushEvent::Preparing(_) | PushEvent::Pushing { .. } => {}
+                PushEvent::AlreadyExists(id) => println!("{id}: Layer already exists"),
+                PushEvent::Pushed(id) => println!("{id}: Pushed"),
+            }
+        },
+    )?;
+    let tag = r.tag().unwrap_or("latest");
+    if quiet {
+        println!("{}", a.name);
+    } else {
+        println!("{tag}: digest: {digest} size: {size}");
+    }
+    Ok(0)
+}
+
+pub fn registry(_ctx: &Ctx, c: RegistryCommand) -> Result<u8> {
+    match c {
+        RegistryCommand::Serve(a) => {
+            berth_engine::serve_registry(berth_engine::RegistryServeOptions {
+                addr: a.addr,
+                root: a.root,
+                htpasswd: a.htpasswd,
+            })?;
+            Ok(0)
+        }
+    }
+}
