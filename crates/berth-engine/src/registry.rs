@@ -601,9 +601,14 @@ fn download(
         reported: done,
     };
     if done < layer.size || layer.size == 0 {
-        client
-            .blob(repo, &layer.digest.to_string(), done, &mut sink)
-            .map_err(|e| reg_err(&format!("layer {}", layer.digest), e))?;
+        if let Err(e) = client.blob(repo, &layer.digest.to_string(), done, &mut sink) {
+            // All of it came and the client refused it: the content is
+            // wrong, not the transfer, so nothing of it is worth keeping.
+            // Anything shorter stays for the next pull to resume.
+            if sink.done < layer.size || layer.size == 0 {
+                return Err(reg_err(&format!("layer {}", layer.digest), e));
+            }
+        }
     }
     let actual = sink.hasher.finish();
     if actual != layer.digest {

@@ -1,0 +1,499 @@
+//! Pull and push against registries on this machine's loopback: Berth's
+//! own `registry serve`, skopeo as a peer client, and Debian's reference
+//! registry.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{peer, run_tool, TestStore, BERTH};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(addr: &str) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < end, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A registry process on a free loopback port, stopped when dropped.
+struct Registry {
+    child: Child,
+    addr: String,
+    root: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Registry {
+    fn berth(htpasswd: Option<&Path>) -> Registry {
+        let root = tempfile::tempdir().unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = root.path().join("log");
+        let mut cmd = Command::new(BERTH);
+        cmd.args(["registry", "serve", "--addr", &addr, "--root"])
+            .arg(root.path().join("data"));
+        if let Some(h) = htpasswd {
+            cmd.arg("--htpasswd").arg(h);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for(&addr);
+        Registry {
+            child,
+            addr,
+            root,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn store() -> TestStore {
+    let s = TestStore::new();
+    s.import_busybox("busybox");
+    s
+}
+
+#[test]
+fn push_to_berth_registry_then_pull_into_a_fresh_store_and_run() {
+    let reg = Registry::berth(None);
+    let a = store();
+    let name = format!("{}/team/busybox:v1", reg.addr);
+    a.ok(&["tag", "busybox", &name]);
+    let out = a.ok(&["push", &name]);
+    assert!(
+        out.contains(&format!(
+            "The push refers to repository [{}/team/busybox]",
+            reg.addr
+        )),
+        "{out}"
+    );
+    assert!(out.contains(": Pushed"), "{out}");
+    let digest = out
+        .lines()
+        .find_map(|l| l.strip_prefix("v1: digest: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    // Again: the registry has every blob.
+    let again = a.ok(&["push", &name]);
+    assert!(
+        again.contains("Layer already exists") && !again.contains("Pushed"),
+        "{again}"
+    );
+
+    let b = TestStore::new();
+    let out = b.ok(&["pull", &name]);
+    assert!(out.starts_with("v1: Pulling from team/busybox\n"), "{out}");
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{out}"
+    );
+    assert!(out.ends_with(&format!("{name}\n")), "{out}");
+    // Same image id as where it came from.
+    let id = |s: &TestStore| s.ok(&["image", "inspect", "-f", "{{.Id}}", &name]);
+    assert_eq!(id(&a), id(&b));
+    let rd = b.ok(&["image", "inspect", "-f", "{{json .RepoDigests}}", &name]);
+    assert!(
+        rd.contains(&format!("{}/team/busybox@{digest}", reg.addr)),
+        "{rd}"
+    );
+    assert_eq!(b.ok(&["run", "--rm", &name, "echo", "pulled"]), "pulled\n");
+    let out = b.ok(&["pull", &name]);
+    assert!(
+        out.contains("Already exists") && out.contains("Image is up to date"),
+        "{out}"
+    );
+    // By digest too.
+    b.ok(&["pull", &format!("{}/team/busybox@{digest}", reg.addr)]);
+
+    // `run` pulls what is missing, reporting on stderr.
+    let c = TestStore::new();
+    let out = c.run(&["run", "--rm", &name, "echo", "auto"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "auto\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("Unable to find image '{name}' locally")),
+        "{err}"
+    );
+    let out = c.run(&[
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        &format!("{}/nothing:here", reg.addr),
+        "true",
+    ]);
+    assert!(!out.status.success());
+
+    // What is not there is named.
+    let err = c.fails(&["pull", &format!("{}/team/busybox:nope", reg.addr)]);
+    assert!(
+        err.contains("manifest unknown") || err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn skopeo_copies_to_and_from_berth_registry() {
+    let Some(skopeo) = peer("skopeo") else {
+        return;
+    };
+    let reg = Registry::berth(None);
+    let s = store();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("bb.tar");
+    s.ok(&["save", "-o", archive.to_str().unwrap(), "busybox"]);
+    let dest = format!("docker://{}/sk/busybox:s1", reg.addr);
+    run_tool(
+        &skopeo,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("docker-archive:{}", archive.display()),
+            &dest,
+        ],
+    );
+    // Pushed by skopeo, pulled and run by berth.
+    let b = TestStore::new();
+    let name = format!("{}/sk/busybox:s1", reg.addr);
+    b.ok(&["pull", &name]);
+    assert_eq!(b.ok(&["run", "--rm", &name, "echo", "ok"]), "ok\n");
+    // Pushed by berth, read by skopeo.
+    let mine = format!("{}/mine/busybox:m1", reg.addr);
+    s.ok(&["tag", "busybox", &mine]);
+    s.ok(&["push", &mine]);
+    let out = dir.path().join("copied");
+    run_tool(
+        &skopeo,
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{mine}"),
+            &format!("dir:{}", out.display()),
+        ],
+    );
+    assert!(out.join("manifest.json").exists());
+    let inspect = run_tool(
+        &skopeo,
+        &["inspect", "--tls-verify=false", &format!("docker://{mine}")],
+    );
+    assert!(inspect.contains("\"m1\""), "{inspect}");
+    let tags = http("GET", &reg.addr, "/v2/_catalog", &[], b"");
+    assert!(
+        tags.2.contains("mine/busybox") && tags.2.contains("sk/busybox"),
+        "{}",
+        tags.2
+    );
+}
+
+/// One HTTP/1.1 exchange (Connection: close): status, headers, body.
+fn http(
+    method: &str,
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    req += "\r\n";
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", common::sha256_hex(data))
+}
+
+/// Uploads a blob in one request; returns its digest.
+fn upload(addr: &str, repo: &str, data: &[u8]) -> String {
+    let d = sha256(data);
+    let (st, head, body) = http(
+        "POST",
+        addr,
+        &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+        &[],
+        data,
+    );
+    assert_eq!(st, 201, "{head}{body}");
+    d
+}
+
+fn put_manifest(
+    addr: &str,
+    repo: &str,
+    reference: &str,
+    media: &str,
+    doc: &serde_json::Value,
+) -> (String, usize) {
+    let bytes = serde_json::to_vec(doc).unwrap();
+    let (st, head, body) = http(
+        "PUT",
+        addr,
+        &format!("/v2/{repo}/manifests/{reference}"),
+        &[("Content-Type", media)],
+        &bytes,
+    );
+    assert_eq!(st, 201, "{head}{body}");
+    (sha256(&bytes), bytes.len())
+}
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => panic!("no test mapping for {other}"),
+    }
+}
+
+#[test]
+fn a_multi_platform_index_pulls_the_platform_asked_for() {
+    let reg = Registry::berth(None);
+    let repo = "multi/app";
+    let mut entries = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("arch"), arch).unwrap();
+        let tar = Command::new("tar")
+            .args(["-C", dir.path().to_str().unwrap(), "-cf", "-", "arch"])
+            .output()
+            .unwrap()
+            .stdout;
+        let layer = upload(&reg.addr, repo, &tar);
+        let config = serde_json::json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Cmd": ["cat", "/arch"]},
+            "rootfs": {"type": "layers", "diff_ids": [layer]},
+        });
+        let config_bytes = serde_json::to_vec(&config).unwrap();
+        let config_digest = upload(&reg.addr, repo, &config_bytes);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_bytes.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": tar.len()}],
+        });
+        let (d, size) = put_manifest(
+            &reg.addr,
+            repo,
+            &sha256(&serde_json::to_vec(&manifest).unwrap()),
+            "application/vnd.oci.image.manifest.v1+json",
+            &manifest,
+        );
+        entries.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": d, "size": size,
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    });
+    let (index_digest, _) = put_manifest(
+        &reg.addr,
+        repo,
+        "latest",
+        "application/vnd.oci.image.index.v1+json",
+        &index,
+    );
+    let name = format!("{}/{repo}:latest", reg.addr);
+
+    let s = TestStore::new();
+    let out = s.ok(&["pull", "--platform", "linux/arm64", &name]);
+    assert!(out.contains(&format!("Digest: {index_digest}")), "{out}");
+    assert_eq!(
+        s.ok(&["image", "inspect", "-f", "{{.Architecture}}", &name])
+            .trim(),
+        "arm64"
+    );
+    let host = TestStore::new();
+    host.ok(&["pull", &name]);
+    assert_eq!(
+        host.ok(&["image", "inspect", "-f", "{{.Architecture}}", &name])
+            .trim(),
+        host_arch()
+    );
+    let err = host.fails(&["pull", "--platform", "linux/s390x", &name]);
+    assert!(
+        err.contains("no matching manifest for linux/s390x in the manifest list entries"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_refused_and_nothing_is_stored() {
+    let reg = Registry::berth(None);
+    let a = store();
+    let name = format!("{}/bad/busybox:v1", reg.addr);
+    a.ok(&["tag", "busybox", &name]);
+    a.ok(&["push", &name]);
+    // Corrupt the layer on the registry's disk (same size, other bytes).
+    let blobs = reg.root.path().join("data/blobs/sha256");
+    let biggest = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap();
+    let len = biggest.metadata().unwrap().len() as usize;
+    std::fs::write(biggest.path(), vec![0x5a; len]).unwrap();
+    let bad = format!("sha256:{}", biggest.file_name().to_string_lossy());
+
+    let b = TestStore::new();
+    let err = b.fails(&["pull", &name]);
+    assert!(err.contains(&bad) && err.contains("digest"), "{err}");
+    assert_eq!(b.ok(&["images", "-q"]), "");
+    assert!(!b
+        .entries("blobs/sha256")
+        .contains(&bad["sha256:".len()..].to_string()));
+    assert!(
+        b.entries("downloads").is_empty(),
+        "{:?}",
+        b.entries("downloads")
+    );
+}
+
+/// A TCP proxy that sends what the server says at about `rate` bytes a
+/// second, so a test can kill a pull half-way through a layer.
+fn slow_proxy(upstream: String, rate: usize) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let up = match TcpStream::connect(&upstream) {
+                Ok(u) => u,
+                Err(_) => continue,
+            };
+            let (mut c2, mut up2) = (c.try_clone().unwrap(), up.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut up2);
+            });
+            std::thread::spawn(move || {
+                let (mut c, mut up) = (c, up);
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match up.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if c.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
+                        }
+                    }
+                }
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_pull_killed_half_way_through_a_layer_resumes() {
+    let reg = Registry::berth(None);
+    let a = store();
+    let ctx = tempfile::tempdir().unwrap();
+    let mut big = vec![0u8; 24 << 20];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut big)
+        .unwrap();
+    std::fs::write(ctx.path().join("big"), &big).unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nCOPY big /big\n",
+    )
+    .unwrap();
+    let name = format!("{}/big/app:v1", reg.addr);
+    a.ok(&["build", "-q", "-t", &name, ctx.path().to_str().unwrap()]);
+    a.ok(&["push", &name]);
+
+    // Through a slow link, killed once part of the big layer is down.
+    let proxy = slow_proxy(reg.addr.clone(), 4 << 20);
+    let slow_name = format!("{proxy}/big/app:v1");
+    let b = TestStore::new();
+    let mut child = b
+        .cmd(&["pull", &slow_name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let downloads = b.root().join("downloads");
+    let end = Instant::now() + Duration::from_secs(60);
+    let partial_len = || -> u64 {
+        std::fs::read_dir(&downloads)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    while partial_len() < 3 << 20 {
+        assert!(Instant::now() < end, "the pull made no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the pull ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept = partial_len();
+    assert!(kept >= 3 << 20 && kept < 24 << 20, "{kept}");
+
+    // The next pull asks only for the rest.
+    b.ok(&["pull", &name]);
+    let log = reg.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("/blobs/") && l.ends_with(" 206")),
+        "{log}"
+    );
+    let out = b.ok(&["run", "--rm", &name, "sh", "-c", "wc -c < /big"]);
+    assert_eq!(out.trim(), (24 << 20).to_string());
+    assert!(b.entries("downloads").is_empty());
+}
