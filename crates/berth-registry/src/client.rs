@@ -88,6 +88,8 @@ impl Client {
     /// A client for `registry` (host[:port]); `plain_http` for registries
     /// without TLS.
     pub fn new(registry: &str, plain_http: bool, auth: Auth) -> Result<Client, Error> {
+        // Once per process; a second call only reports it is done.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
