@@ -104,13 +104,69 @@ fn is_local(domain: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The Docker client's config.json (credentials), as Docker finds it.
-fn docker_config() -> Option<serde_json::Value> {
-    let path = match std::env::var_os("DOCKER_CONFIG") {
+fn docker_config_path() -> Option<PathBuf> {
+    Some(match std::env::var_os("DOCKER_CONFIG") {
         Some(d) => PathBuf::from(d).join("config.json"),
         None => PathBuf::from(std::env::var_os("HOME")?).join(".docker/config.json"),
-    };
-    serde_json::from_slice(&fs::read(path).ok()?).ok()
+    })
+}
+
+/// The Docker client's config.json (credentials), as Docker finds it.
+fn docker_config() -> Option<serde_json::Value> {
+    serde_json::from_slice(&fs::read(docker_config_path()?).ok()?).ok()
+}
+
+/// The key `auths` uses for a registry.
+fn auth_key(domain: &str) -> String {
+    if domain == "docker.io" {
+        "https://index.docker.io/v1/".into()
+    } else {
+        domain.to_string()
+    }
+}
+
+/// Rewrites config.json whole with `change` applied, keeping every other
+/// setting, readable only by its owner.
+fn edit_docker_config(change: impl FnOnce(&mut serde_json::Value)) -> Result<()> {
+    let path = docker_config_path()
+        .ok_or_else(|| Error::InvalidArgument("neither DOCKER_CONFIG nor HOME is set".into()))?;
+    let mut cfg = docker_config().unwrap_or_else(|| serde_json::json!({}));
+    if !cfg.is_object() {
+        cfg = serde_json::json!({});
+    }
+    change(&mut cfg);
+    let dir = path.parent().expect("a file in a directory");
+    fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
+    let tmp = dir.join(".config.json.tmp");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(Error::io("write", &tmp))?;
+        let text = serde_json::to_string_pretty(&cfg).expect("serialises");
+        f.write_all(text.as_bytes())
+            .map_err(Error::io("write", &tmp))?;
+        f.sync_all().map_err(Error::io("sync", &tmp))?;
+    }
+    fs::rename(&tmp, &path).map_err(Error::io("write", &path))
+}
+
+/// `docker.io` for Docker Hub's many spellings, else the host as given.
+fn login_domain(server: Option<&str>) -> String {
+    let s = server.unwrap_or("docker.io");
+    let s = s
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let s = s.strip_suffix("/v1").unwrap_or(s);
+    match s {
+        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".into(),
+        other => other.to_string(),
+    }
 }
 
 /// Credentials for `domain` from config.json: a credential helper named
@@ -239,6 +295,46 @@ impl Engine {
         let plain = insecure || is_local(domain) || configured_insecure(domain);
         Client::new(domain, plain, credentials(domain))
             .map_err(|e| reg_err(&format!("registry {domain}"), e))
+    }
+
+    /// `login`: checks the credentials against the registry and keeps
+    /// them in config.json (Docker's `auths`). Returns the registry name.
+    pub fn login(
+        &self,
+        server: Option<&str>,
+        user: &str,
+        password: &str,
+        insecure: bool,
+    ) -> Result<String> {
+        let domain = login_domain(server);
+        let plain = insecure || is_local(&domain) || configured_insecure(&domain);
+        let client = Client::new(&domain, plain, Auth::Basic(user.into(), password.into()))
+            .map_err(|e| reg_err(&format!("login to {domain}"), e))?;
+        client
+            .check_login(plain)
+            .map_err(|e| reg_err(&format!("login to {domain}"), e))?;
+        let entry = berth_registry::base64_encode(format!("{user}:{password}").as_bytes());
+        edit_docker_config(|cfg| {
+            cfg["auths"][auth_key(&domain)] = serde_json::json!({ "auth": entry });
+        })?;
+        Ok(domain)
+    }
+
+    /// `logout`: forgets the credentials; false if there were none.
+    pub fn logout(&self, server: Option<&str>) -> Result<(String, bool)> {
+        let domain = login_domain(server);
+        let key = auth_key(&domain);
+        let had = docker_config()
+            .and_then(|c| c.get("auths").and_then(|a| a.get(&key)).cloned())
+            .is_some();
+        if had {
+            edit_docker_config(|cfg| {
+                if let Some(a) = cfg.get_mut("auths").and_then(|a| a.as_object_mut()) {
+                    a.remove(&key);
+                }
+            })?;
+        }
+        Ok((domain, had))
     }
 
     /// Where blobs being downloaded wait, kept across interrupted pulls so

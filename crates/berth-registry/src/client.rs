@@ -136,6 +136,60 @@ impl Client {
         }
     }
 
+    /// Checks Basic credentials the way `docker login` does: the API
+    /// root must accept them, or the token service must give a token for
+    /// them.
+    pub fn check_login(&self, plain_http: bool) -> Result<(), Error> {
+        let RegistryAuth::Basic(user, password) = &self.auth else {
+            return Ok(());
+        };
+        let host = if self.registry == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            &self.registry
+        };
+        let scheme = if plain_http { "http" } else { "https" };
+        let url = format!("{scheme}://{host}/v2/");
+        self.rt.block_on(async {
+            let http = reqwest::Client::new();
+            let res = http
+                .get(&url)
+                .basic_auth(user, Some(password))
+                .send()
+                .await
+                .map_err(|e| Error::Io(format!("cannot reach {url}: {e}")))?;
+            if res.status().is_success() {
+                return Ok(());
+            }
+            let challenge = res
+                .headers()
+                .get("WWW-Authenticate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            if res.status() == reqwest::StatusCode::UNAUTHORIZED
+                && challenge.to_ascii_lowercase().starts_with("bearer")
+            {
+                // The token service judges the credentials.
+                let r = self.reference("library/hello-world", "latest");
+                return self
+                    .inner
+                    .auth(&r, &self.auth, RegistryOperation::Pull)
+                    .await
+                    .map(drop)
+                    .map_err(|_| {
+                        Error::Unauthorized("unauthorized: incorrect username or password".into())
+                    });
+            }
+            if res.status() == reqwest::StatusCode::UNAUTHORIZED {
+                return Err(Error::Unauthorized(
+                    "unauthorized: incorrect username or password".into(),
+                ));
+            }
+            Err(Error::Registry(format!("{url} answered {}", res.status())))
+        })
+    }
+
     /// Logs in (the token dance for `push` when asked) and checks the
     /// credentials work.
     pub fn authenticate(&self, repository: &str, push: bool) -> Result<(), Error> {

@@ -132,6 +132,10 @@ enum Command {
     /// Run a registry
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
+    /// Log in to a registry
+    Login(cmd::registry::LoginArgs),
+    /// Log out from a registry
+    Logout(cmd::registry::LogoutArgs),
     /// The per-container monitor (started by Berth itself)
     #[command(hide = true)]
     Monitor { id: String },
@@ -198,6 +202,8 @@ fn main() -> ExitCode {
         Command::Pull(a) => cmd::registry::pull(&ctx, a),
         Command::Push(a) => cmd::registry::push(&ctx, a),
         Command::Registry(c) => cmd::registry::registry(&ctx, c),
+        Command::Login(a) => cmd::registry::login(&ctx, a),
+        Command::Logout(a) => cmd::registry::logout(&ctx, a),
         Command::Monitor { id } => {
             let code = berth_engine::run_monitor(
                 berth_engine::EngineOptions {

@@ -497,3 +497,160 @@ fn a_pull_killed_half_way_through_a_layer_resumes() {
     assert_eq!(out.trim(), (24 << 20).to_string());
     assert!(b.entries("downloads").is_empty());
 }
+
+/// `htpasswd -B` from apache2-utils: a bcrypt entry for `user`.
+fn htpasswd_file(dir: &Path, user: &str, password: &str) -> PathBuf {
+    let htpasswd = peer("htpasswd").expect("apache2-utils (htpasswd) is needed");
+    let line = run_tool(&htpasswd, &["-Bbn", user, password]);
+    let p = dir.join("htpasswd");
+    std::fs::write(&p, line.trim()).unwrap();
+    p
+}
+
+impl Registry {
+    /// Debian's `docker-registry` (Docker's reference registry) with a
+    /// config this test writes; None when it is not installed.
+    fn reference(htpasswd: Option<&Path>) -> Option<Registry> {
+        let bin = peer("docker-registry")?;
+        let root = tempfile::tempdir().unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut cfg = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            root.path().join("data").display()
+        );
+        if let Some(h) = htpasswd {
+            cfg += &format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                h.display()
+            );
+        }
+        let cfg_path = root.path().join("config.yml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let log = root.path().join("log");
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(&cfg_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for(&addr);
+        Some(Registry {
+            child,
+            addr,
+            root,
+            log,
+        })
+    }
+}
+
+/// Runs berth with its Docker client config in `cfg`.
+fn with_config(s: &TestStore, cfg: &Path, args: &[&str]) -> std::process::Output {
+    s.cmd(args)
+        .env("DOCKER_CONFIG", cfg)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok_with(s: &TestStore, cfg: &Path, args: &[&str]) -> String {
+    let o = with_config(s, cfg, args);
+    assert!(
+        o.status.success(),
+        "berth {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Push, pull into another store and run, with credentials from a login
+/// (and refused before it and after a logout).
+fn auth_round_trip(reg: &Registry) {
+    let cfg = tempfile::tempdir().unwrap();
+    let a = store();
+    let name = format!("{}/private/busybox:v1", reg.addr);
+    a.ok(&["tag", "busybox", &name]);
+    let o = with_config(&a, cfg.path(), &["push", &name]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.to_lowercase().contains("unauthorized") || err.contains("login"),
+        "{err}"
+    );
+
+    let o = with_config(
+        &a,
+        cfg.path(),
+        &["login", "-u", "alice", "-p", "wrong", &reg.addr],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("incorrect username or password"));
+    let mut login = a
+        .cmd(&["login", "-u", "alice", "--password-stdin", &reg.addr])
+        .env("DOCKER_CONFIG", cfg.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    login.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Login Succeeded\n");
+    let saved = std::fs::read_to_string(cfg.path().join("config.json")).unwrap();
+    assert!(
+        saved.contains(&reg.addr) && saved.contains("\"auth\""),
+        "{saved}"
+    );
+
+    ok_with(&a, cfg.path(), &["push", &name]);
+    let b = TestStore::new();
+    ok_with(&b, cfg.path(), &["pull", &name]);
+    assert_eq!(
+        ok_with(
+            &b,
+            cfg.path(),
+            &["run", "--rm", &name, "echo", "authorised"]
+        ),
+        "authorised\n"
+    );
+
+    let out = ok_with(&a, cfg.path(), &["logout", &reg.addr]);
+    assert_eq!(
+        out,
+        format!("Removing login credentials for {}\n", reg.addr)
+    );
+    let c = TestStore::new();
+    assert!(!with_config(&c, cfg.path(), &["pull", &name])
+        .status
+        .success());
+}
+
+#[test]
+fn berth_registry_with_htpasswd_wants_a_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = htpasswd_file(dir.path(), "alice", "s3cret");
+    let reg = Registry::berth(Some(&h));
+    auth_round_trip(&reg);
+}
+
+#[test]
+fn debian_reference_registry_anonymous_and_with_basic_auth() {
+    let Some(open) = Registry::reference(None) else {
+        return;
+    };
+    let a = store();
+    let name = format!("{}/library/busybox:latest", open.addr);
+    a.ok(&["tag", "busybox", &name]);
+    a.ok(&["push", &name]);
+    let b = TestStore::new();
+    b.ok(&["pull", &name]);
+    assert_eq!(
+        b.ok(&["run", "--rm", &name, "echo", "from-reference"]),
+        "from-reference\n"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let h = htpasswd_file(dir.path(), "alice", "s3cret");
+    let closed = Registry::reference(Some(&h)).expect("installed above");
+    auth_round_trip(&closed);
+}

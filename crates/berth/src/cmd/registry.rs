@@ -255,3 +255,93 @@ pub fn registry(_ctx: &Ctx, c: RegistryCommand) -> Result<u8> {
         }
     }
 }
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// Username
+    #[arg(short, long)]
+    username: Option<String>,
+    /// Password
+    #[arg(short, long)]
+    password: Option<String>,
+    /// Take the password from stdin
+    #[arg(long)]
+    password_stdin: bool,
+    /// Plain http for a registry without TLS
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
+    server: Option<String>,
+}
+
+#[derive(Args)]
+pub struct LogoutArgs {
+    server: Option<String>,
+}
+
+/// Reads a line from the terminal without echoing it.
+fn read_secret(prompt: &str) -> Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    eprint!("{prompt}");
+    let stdin = io::stdin();
+    let old = tcgetattr(&stdin)?;
+    let mut quiet = old.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet)?;
+    let mut line = String::new();
+    let r = stdin.read_line(&mut line);
+    tcsetattr(&stdin, SetArg::TCSANOW, &old)?;
+    eprintln!();
+    r?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+pub fn login(ctx: &Ctx, a: LoginArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    if a.password.is_some() && a.password_stdin {
+        bail!("--password and --password-stdin are mutually exclusive");
+    }
+    let interactive = isatty(0);
+    let user = match a.username {
+        Some(u) => u,
+        None if a.password_stdin => bail!("Must provide --username with --password-stdin"),
+        None if interactive => {
+            eprint!("Username: ");
+            let mut u = String::new();
+            io::stdin().read_line(&mut u)?;
+            u.trim().to_string()
+        }
+        None => bail!("Cannot perform an interactive login from a non TTY device"),
+    };
+    let password = match a.password {
+        Some(p) => {
+            eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+            p
+        }
+        None if a.password_stdin => {
+            let mut p = String::new();
+            io::Read::read_to_string(&mut io::stdin(), &mut p)?;
+            p.trim_end_matches(['\r', '\n']).to_string()
+        }
+        None if interactive => read_secret("Password: ")?,
+        None => bail!("Cannot perform an interactive login from a non TTY device"),
+    };
+    if user.is_empty() {
+        bail!("Username is required");
+    }
+    if password.is_empty() {
+        bail!("Password is required");
+    }
+    engine.login(a.server.as_deref(), &user, &password, !a.tls_verify)?;
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+pub fn logout(ctx: &Ctx, a: LogoutArgs) -> Result<u8> {
+    let (domain, had) = ctx.engine()?.logout(a.server.as_deref())?;
+    if had {
+        println!("Removing login credentials for {domain}");
+    } else {
+        println!("Not logged in to {domain}");
+    }
+    Ok(0)
+}
