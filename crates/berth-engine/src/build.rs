@@ -58,6 +58,8 @@ pub struct BuildOptions {
     pub secrets: Vec<String>,
     /// Layer compression: gzip (Docker's default) or zstd.
     pub compression: Option<String>,
+    /// `--pull`: fetch FROM images even when the store has them.
+    pub pull: bool,
 }
 
 /// What a stage leaves for later stages and the final image.
@@ -684,13 +686,37 @@ impl<'a> Builder<'a> {
                 cmd_set: false,
             }
         } else {
-            let rec = self.engine.resolve_image(&base).map_err(|e| match e {
-                Error::NoSuchImage(_) => bad(format!(
-                    "{}:{}: FROM {base}: no such image in the local store (pull it first)",
-                    self.opts.dockerfile_name, stage.line
-                )),
-                e => e,
-            })?;
+            let rec = match self.engine.resolve_image(&base) {
+                Ok(r) if !self.opts.pull => r,
+                Ok(_) | Err(Error::NoSuchImage(_)) => {
+                    // Missing (or --pull): from its registry, as Docker.
+                    let mut lines = Vec::new();
+                    let pulled = self.engine.pull(
+                        &base,
+                        &crate::PullOptions {
+                            platform: self.opts.platform.clone(),
+                            ..Default::default()
+                        },
+                        &mut |e| {
+                            if let crate::PullEvent::PullComplete(id) = e {
+                                lines.push(format!("{id}: Pull complete"));
+                            }
+                        },
+                    );
+                    for l in &lines {
+                        self.say(l);
+                    }
+                    let pulled = pulled.map_err(|e| {
+                        bad(format!(
+                            "{}:{}: FROM {base}: {e}",
+                            self.opts.dockerfile_name, stage.line
+                        ))
+                    })?;
+                    self.say(&format!("Pulled {}", pulled.reference));
+                    self.engine.resolve_image(&pulled.reference)?
+                }
+                Err(e) => return Err(e),
+            };
             let config = self.engine.image_config(&rec)?;
             StageState {
                 rec: Some(rec),

@@ -10,6 +10,7 @@ pub mod containers;
 mod fetch;
 mod images;
 mod import;
+mod manifest_lists;
 mod network;
 mod networks;
 mod registry;
@@ -32,6 +33,7 @@ pub use containers::{
 };
 pub use images::{HistoryRow, ImageFilter, ImageSummary, RemovedItem};
 pub use import::ImportOptions;
+pub use manifest_lists::Annotation;
 pub use network::{Endpoint, EndpointConfig, PortBinding};
 pub use networks::{Network, NetworkCreateOptions};
 pub use registry::{PullEvent, PullOptions, Pulled, PushEvent, PushOptions};

@@ -72,9 +72,15 @@ pub enum PushEvent {
     AlreadyExists(String),
     Pushing { id: String, size: u64 },
     Pushed(String),
+    Mounted { id: String, from: String },
 }
 
-fn reg_err(what: &str, e: berth_registry::Error) -> Error {
+/// Layers Docker does not push (their content lives at their URLs).
+fn is_foreign(media_type: &str) -> bool {
+    media_type.contains(".foreign.") || media_type.contains(".nondistributable.")
+}
+
+pub(crate) fn reg_err(what: &str, e: berth_registry::Error) -> Error {
     use berth_registry::Error as E;
     match e {
         E::NotFound(m) => Error::NotFound(format!("{what}: {m}")),
@@ -291,7 +297,7 @@ impl Sink for Partial {
 }
 
 impl Engine {
-    fn client_for(&self, domain: &str, insecure: bool) -> Result<Client> {
+    pub(crate) fn client_for(&self, domain: &str, insecure: bool) -> Result<Client> {
         let plain = insecure || is_local(domain) || configured_insecure(domain);
         Client::new(domain, plain, credentials(domain))
             .map_err(|e| reg_err(&format!("registry {domain}"), e))
@@ -346,7 +352,7 @@ impl Engine {
     }
 
     /// Fetches a manifest and checks it is the content its digest names.
-    fn fetch_manifest(
+    pub(crate) fn fetch_manifest(
         &self,
         client: &Client,
         repo: &str,
@@ -587,12 +593,25 @@ impl Engine {
         let client = self.client_for(r.domain(), opts.insecure)?;
         let manifest = self.store.read_blob(&img.manifest_digest)?;
         let m = Manifest::from_slice(&manifest)?;
+        // Docker leaves non-distributable (foreign) layers where their
+        // URLs point.
         let mut blobs: Vec<(Digest, u64)> = m
             .layers
             .iter()
+            .filter(|l| !is_foreign(&l.media_type))
             .map(|l| (l.digest.clone(), l.size))
             .collect();
         blobs.push((m.config.digest.clone(), m.config.size));
+        // Repositories of the same registry this image came from or went
+        // to: the registry can mount blobs from them instead of taking
+        // them again.
+        let mount_from: Vec<String> = img
+            .repo_digests
+            .iter()
+            .filter_map(|rd| Reference::parse(rd).ok())
+            .filter(|o| o.domain() == r.domain() && o.path() != repo)
+            .map(|o| o.path().to_string())
+            .collect();
         let mut seen = BTreeMap::new();
         for (d, size) in blobs {
             if seen.insert(d.clone(), ()).is_some() {
@@ -605,6 +624,16 @@ impl Engine {
                 .map_err(|e| reg_err(&format!("push {name}"), e))?;
             if exists {
                 progress(PushEvent::AlreadyExists(id));
+                continue;
+            }
+            if let Some(from) = mount_from
+                .iter()
+                .find(|from| client.mount_blob(&repo, from, &d.to_string()).is_ok())
+            {
+                progress(PushEvent::Mounted {
+                    id,
+                    from: from.clone(),
+                });
                 continue;
             }
             if !self.store.has_blob(&d) {
@@ -726,7 +755,7 @@ fn platform_text(p: &Platform) -> String {
 }
 
 /// A small blob in memory (configs).
-struct MemSink(Vec<u8>);
+pub(crate) struct MemSink(pub Vec<u8>);
 
 impl Sink for MemSink {
     fn restart(&mut self) -> io::Result<()> {

@@ -134,6 +134,9 @@ enum Command {
     Registry(cmd::registry::RegistryCommand),
     /// Log in to a registry
     Login(cmd::registry::LoginArgs),
+    /// Manage manifest lists (multi-platform images) in registries
+    #[command(subcommand)]
+    Manifest(cmd::registry::ManifestCommand),
     /// Log out from a registry
     Logout(cmd::registry::LogoutArgs),
     /// The per-container monitor (started by Berth itself)
@@ -203,6 +206,7 @@ fn main() -> ExitCode {
         Command::Push(a) => cmd::registry::push(&ctx, a),
         Command::Registry(c) => cmd::registry::registry(&ctx, c),
         Command::Login(a) => cmd::registry::login(&ctx, a),
+        Command::Manifest(c) => cmd::registry::manifest(&ctx, c),
         Command::Logout(a) => cmd::registry::logout(&ctx, a),
         Command::Monitor { id } => {
             let code = berth_engine::run_monitor(

@@ -132,6 +132,26 @@ fn push_to_berth_registry_then_pull_into_a_fresh_store_and_run() {
     );
     // By digest too.
     b.ok(&["pull", &format!("{}/team/busybox@{digest}", reg.addr)]);
+    // Into another repository of the same registry: mounted, not sent.
+    let other = format!("{}/other/busybox:v2", reg.addr);
+    b.ok(&["tag", &name, &other]);
+    let out = b.ok(&["push", &other]);
+    assert!(
+        out.contains("Mounted from team/busybox") && !out.contains("Pushed"),
+        "{out}"
+    );
+
+    // A build pulls its FROM image.
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {name}\nRUN echo built > /stamp\n"),
+    )
+    .unwrap();
+    let d = TestStore::new();
+    let out = d.ok(&["build", "-t", "built", ctx.path().to_str().unwrap()]);
+    assert!(out.contains(&format!("Pulled {name}")), "{out}");
+    assert_eq!(d.ok(&["run", "--rm", "built", "cat", "/stamp"]), "built\n");
 
     // `run` pulls what is missing, reporting on stderr.
     let c = TestStore::new();
@@ -359,6 +379,51 @@ fn a_multi_platform_index_pulls_the_platform_asked_for() {
     assert!(
         err.contains("no matching manifest for linux/s390x in the manifest list entries"),
         "{err}"
+    );
+
+    // The same two images made into a list with `manifest`, in another
+    // repository (their blobs are mounted there), annotated, pushed.
+    let digests: Vec<String> = entries
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap().to_string())
+        .collect();
+    let list = format!("{}/combined/app:v1", reg.addr);
+    let m = TestStore::new();
+    let img = |d: &str| format!("{}/{repo}@{d}", reg.addr);
+    let out = m.ok(&[
+        "manifest",
+        "create",
+        &list,
+        &img(&digests[0]),
+        &img(&digests[1]),
+    ]);
+    assert_eq!(out, format!("Created manifest list {list}\n"));
+    m.ok(&[
+        "manifest",
+        "annotate",
+        "--variant",
+        "v8",
+        &list,
+        &img(&digests[1]),
+    ]);
+    let local = m.ok(&["manifest", "inspect", &list]);
+    assert!(
+        local.contains("\"variant\": \"v8\"") && local.contains(&digests[0]),
+        "{local}"
+    );
+    let err = m.fails(&["manifest", "create", &list, &img(&digests[0])]);
+    assert!(err.contains("--amend"), "{err}");
+    m.ok(&["manifest", "push", "--purge", &list]);
+    let remote = m.ok(&["manifest", "inspect", &list]);
+    assert!(
+        remote.contains("application/vnd.oci.image.index.v1+json") && remote.contains("v8"),
+        "{remote}"
+    );
+    m.ok(&["pull", "--platform", "linux/arm64/v8", &list]);
+    assert_eq!(
+        m.ok(&["image", "inspect", "-f", "{{.Architecture}}", &list])
+            .trim(),
+        "arm64"
     );
 }
 

@@ -136,9 +136,6 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
             a.progress
         );
     }
-    if a.pull {
-        eprintln!("warning: --pull: registry pulls are not available yet; using the local images");
-    }
     let mut stdin_dockerfile = None;
     let context = if a.context == "-" {
         let mut buf = Vec::new();
@@ -181,6 +178,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
         platform: a.platform,
         secrets: a.secrets,
         compression: a.compression,
+        pull: a.pull,
     };
     let id = if a.quiet || a.progress == "quiet" {
         engine.build(&opts, &mut io::sink())?

@@ -231,6 +231,7 @@ pub fn push(ctx: &Ctx, a: PushArgs) -> Result<u8> {
                 PushEvent::Preparing(_) | PushEvent::Pushing { .. } => {}
                 PushEvent::AlreadyExists(id) => println!("{id}: Layer already exists"),
                 PushEvent::Pushed(id) => println!("{id}: Pushed"),
+                PushEvent::Mounted { id, from } => println!("{id}: Mounted from {from}"),
             }
         },
     )?;
@@ -342,6 +343,137 @@ pub fn logout(ctx: &Ctx, a: LogoutArgs) -> Result<u8> {
         println!("Removing login credentials for {domain}");
     } else {
         println!("Not logged in to {domain}");
+    }
+    Ok(0)
+}
+
+#[derive(Subcommand)]
+pub enum ManifestCommand {
+    /// Create a local manifest list for annotating and pushing to a registry
+    Create(ManifestCreateArgs),
+    /// Add an image to a local manifest list
+    Add(ManifestAddArgs),
+    /// Add additional information to a local image manifest
+    Annotate(ManifestAnnotateArgs),
+    /// Display an image manifest, or manifest list
+    Inspect(ManifestInspectArgs),
+    /// Push a manifest list to a repository
+    Push(ManifestPushArgs),
+    /// Delete one or more manifest lists from local storage
+    Rm(ManifestRmArgs),
+}
+
+#[derive(Args)]
+pub struct ManifestCreateArgs {
+    /// Amend an existing manifest list
+    #[arg(short, long)]
+    amend: bool,
+    /// Allow communication with an insecure registry
+    #[arg(long)]
+    insecure: bool,
+    list: String,
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ManifestAddArgs {
+    #[arg(long)]
+    insecure: bool,
+    list: String,
+    image: String,
+}
+
+#[derive(Args)]
+pub struct ManifestAnnotateArgs {
+    /// Set operating system
+    #[arg(long)]
+    os: Option<String>,
+    /// Set architecture
+    #[arg(long)]
+    arch: Option<String>,
+    /// Set architecture variant
+    #[arg(long)]
+    variant: Option<String>,
+    /// Set operating system version
+    #[arg(long)]
+    os_version: Option<String>,
+    /// Set operating system feature
+    #[arg(long)]
+    os_features: Vec<String>,
+    list: String,
+    image: String,
+}
+
+#[derive(Args)]
+pub struct ManifestInspectArgs {
+    /// Allow communication with an insecure registry
+    #[arg(long)]
+    insecure: bool,
+    /// A manifest list's name, then optionally one of its images
+    #[arg(required = true, num_args = 1..=2)]
+    refs: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ManifestPushArgs {
+    /// Remove the local manifest list after push
+    #[arg(short, long)]
+    purge: bool,
+    /// Allow push to an insecure registry
+    #[arg(long)]
+    insecure: bool,
+    list: String,
+}
+
+#[derive(Args)]
+pub struct ManifestRmArgs {
+    #[arg(required = true)]
+    lists: Vec<String>,
+}
+
+pub fn manifest(ctx: &Ctx, c: ManifestCommand) -> Result<u8> {
+    let engine = ctx.engine()?;
+    match c {
+        ManifestCommand::Create(a) => {
+            let name = engine.manifest_create(&a.list, &a.images, a.amend, a.insecure)?;
+            println!("Created manifest list {name}");
+        }
+        ManifestCommand::Add(a) => {
+            engine.manifest_create(&a.list, &[a.image], true, a.insecure)?;
+        }
+        ManifestCommand::Annotate(a) => {
+            engine.manifest_annotate(
+                &a.list,
+                &a.image,
+                &berth_engine::Annotation {
+                    os: a.os,
+                    arch: a.arch,
+                    variant: a.variant,
+                    os_version: a.os_version,
+                    os_features: a.os_features,
+                },
+            )?;
+        }
+        ManifestCommand::Inspect(a) => {
+            let name = a.refs.last().expect("one or two");
+            let v = engine.manifest_inspect(name, a.insecure)?;
+            println!("{}", crate::output::pretty_json(&v));
+        }
+        ManifestCommand::Push(a) => {
+            let d = engine.manifest_push(&a.list, a.purge, a.insecure)?;
+            println!("{d}");
+        }
+        ManifestCommand::Rm(a) => {
+            let mut code = 0;
+            for l in &a.lists {
+                if let Err(e) = engine.manifest_rm(l) {
+                    crate::output::print_error(&e.into());
+                    code = 1;
+                }
+            }
+            return Ok(code);
+        }
     }
     Ok(0)
 }
