@@ -303,6 +303,30 @@ impl Engine {
             .map_err(|e| reg_err(&format!("registry {domain}"), e))
     }
 
+    /// `pull --all-tags`: every tag of the repository `name` names.
+    pub fn pull_all_tags(
+        &self,
+        name: &str,
+        opts: &PullOptions,
+        progress: &mut dyn FnMut(PullEvent),
+    ) -> Result<Vec<Pulled>> {
+        let r = Reference::parse_name_only(name)?;
+        if r.tag().is_some() || r.digest().is_some() {
+            return Err(Error::InvalidArgument(
+                "tag can't be used with --all-tags/-a".into(),
+            ));
+        }
+        let client = self.client_for(r.domain(), opts.insecure)?;
+        let tags = client
+            .tags(r.path())
+            .map_err(|e| reg_err(&format!("tags of {name}"), e))?;
+        let mut out = Vec::new();
+        for t in tags {
+            out.push(self.pull(&r.with_tag(&t)?.to_string(), opts, progress)?);
+        }
+        Ok(out)
+    }
+
     /// `login`: checks the credentials against the registry and keeps
     /// them in config.json (Docker's `auths`). Returns the registry name.
     pub fn login(

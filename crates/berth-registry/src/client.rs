@@ -279,6 +279,27 @@ impl Client {
         })
     }
 
+    /// Every tag of a repository, page by page.
+    pub fn tags(&self, repository: &str) -> Result<Vec<String>, Error> {
+        let r = self.reference(repository, "latest");
+        let mut out: Vec<String> = Vec::new();
+        loop {
+            let last = out.last().cloned();
+            let page = self
+                .rt
+                .block_on(
+                    self.inner
+                        .list_tags(&r, &self.auth, Some(1000), last.as_deref()),
+                )
+                .map_err(map_err)?;
+            let n = page.tags.len();
+            out.extend(page.tags);
+            if n < 1000 {
+                return Ok(out);
+            }
+        }
+    }
+
     pub fn blob_exists(&self, repository: &str, digest: &str) -> Result<bool, Error> {
         let r = self.reference(repository, "latest");
         self.rt

@@ -173,6 +173,13 @@ fn push_to_berth_registry_then_pull_into_a_fresh_store_and_run() {
     ]);
     assert!(!out.status.success());
 
+    // Every tag at once.
+    let e = TestStore::new();
+    let out = e.ok(&["pull", "-a", &format!("{}/team/busybox", reg.addr)]);
+    assert!(out.contains("v1: Pulling from team/busybox"), "{out}");
+    let tags = e.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(tags.trim(), name);
+
     // What is not there is named.
     let err = c.fails(&["pull", &format!("{}/team/busybox:nope", reg.addr)]);
     assert!(

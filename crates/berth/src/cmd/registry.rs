@@ -12,6 +12,9 @@ use super::{isatty, Ctx};
 
 #[derive(Args)]
 pub struct PullArgs {
+    /// Download all tagged images in the repository
+    #[arg(short, long)]
+    all_tags: bool,
     /// Set platform if server is multi-platform capable (os/arch[/variant])
     #[arg(long)]
     platform: Option<String>,
@@ -197,17 +200,30 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> Result<u8> {
     if a.max_concurrent_downloads == 0 {
         bail!("max-concurrent-downloads must be at least 1");
     }
-    pull_image(
-        &engine,
-        &a.name,
-        &PullOptions {
-            platform: a.platform,
-            insecure: !a.tls_verify,
-            parallel: a.max_concurrent_downloads,
-        },
-        a.quiet,
-        false,
-    )?;
+    let opts = PullOptions {
+        platform: a.platform,
+        insecure: !a.tls_verify,
+        parallel: a.max_concurrent_downloads,
+    };
+    if a.all_tags {
+        let mut view = PullView::new(a.quiet, false);
+        let pulled = engine.pull_all_tags(&a.name, &opts, &mut |e| view.event(e))?;
+        for p in &pulled {
+            if !a.quiet {
+                view.say(&format!("Digest: {}", p.digest));
+            }
+        }
+        if !a.quiet {
+            let r = berth_oci::Reference::parse(&a.name)?;
+            view.say(&format!(
+                "Status: Downloaded newer images for {}",
+                r.familiar_name()
+            ));
+        }
+        view.say(&a.name);
+        return Ok(0);
+    }
+    pull_image(&engine, &a.name, &opts, a.quiet, false)?;
     Ok(0)
 }
 
