@@ -96,7 +96,7 @@ if command -v podman >/dev/null 2>&1; then
 fi
 
 # This machine's own rate: gunzip + sha256 of the same layer blobs.
-layers=$(find "$work/root/blobs/sha256" -type f -size +10M)
+layers=$(find "$work/root/blobs/sha256" -type f -size +10M | tr '\n' ' ')
 timed "gunzip+sha256 (local)" "true" "for f in $layers; do gzip -dc \$f | sha256sum >/dev/null; done"
 
 bytes=$(for f in $layers; do gzip -dc "$f" | wc -c; done | awk '{s+=$1} END {print s}')

@@ -92,7 +92,7 @@ impl Engine {
     /// The manifest of a remote image and the platform its config says.
     fn remote_entry(&self, name: &str, insecure: bool) -> Result<Entry> {
         let r = normal(name)?;
-        let client = self.client_for(r.domain(), insecure)?;
+        let client = self.client_for(r.domain(), insecure, None)?;
         let (bytes, media_type, digest) =
             self.fetch_manifest(&client, r.path(), &tag_or_digest(&r))?;
         if media::is_index(&media_type) {
@@ -219,7 +219,7 @@ impl Engine {
         if let Some(l) = self.load_list(&r)? {
             return Ok(Self::index_of(&l));
         }
-        let client = self.client_for(r.domain(), insecure)?;
+        let client = self.client_for(r.domain(), insecure, None)?;
         let (bytes, _, _) = self.fetch_manifest(&client, r.path(), &tag_or_digest(&r))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::InvalidArgument(format!("manifest of {name}: {e}")))
@@ -232,7 +232,7 @@ impl Engine {
         let l = self
             .load_list(&r)?
             .ok_or_else(|| Error::NotFound(format!("No such manifest: {r}")))?;
-        let client = self.client_for(r.domain(), insecure)?;
+        let client = self.client_for(r.domain(), insecure, None)?;
         let repo = r.path();
         for e in &l.entries {
             let src = Reference::parse(&e.reference)?;

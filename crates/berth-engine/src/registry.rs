@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use berth_oci::{media, Digest, Hasher, ImageConfig, Index, Manifest, Platform, Reference};
 use berth_registry::client::Sink;
-use berth_registry::{Auth, Client};
+use berth_registry::{Auth, Client, Transport};
 use berth_store::{LayerRef, NewImage};
 
 use crate::{Engine, Error, Result};
@@ -23,16 +23,42 @@ const DEFAULT_PARALLEL: usize = 3;
 pub struct PullOptions {
     /// `os/arch[/variant]`; the host's when None.
     pub platform: Option<String>,
-    /// `--tls-verify=false`: plain http even for a registry not known as
-    /// insecure.
+    /// `--tls-verify=false`: treat the registry as insecure (unverified
+    /// https, else plain http).
     pub insecure: bool,
     /// Layers at once (0: the default, 3).
     pub parallel: usize,
+    /// `--cert-dir`: CA certificates (`*.crt`) to trust for this registry.
+    pub cert_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {
     pub insecure: bool,
+    pub cert_dir: Option<PathBuf>,
+}
+
+/// CA certificates for `domain`, as Docker finds them in
+/// `/etc/docker/certs.d/<domain>/` (and ours in /etc/berth/certs.d),
+/// plus any in `cert_dir`.
+fn extra_ca(domain: &str, cert_dir: Option<&std::path::Path>) -> Vec<Vec<u8>> {
+    let mut dirs: Vec<PathBuf> = ["/etc/berth/certs.d", "/etc/docker/certs.d"]
+        .iter()
+        .map(|d| PathBuf::from(d).join(domain))
+        .collect();
+    dirs.extend(cert_dir.map(PathBuf::from));
+    let mut out = Vec::new();
+    for d in dirs {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "crt") {
+                if let Ok(b) = fs::read(&p) {
+                    out.push(b);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// What a pull reports as it goes, per layer (short id) or for the image.
@@ -250,6 +276,16 @@ fn helper_get(helper: &str, server: &str) -> Option<Auth> {
     })
 }
 
+/// Docker's rule: registries on this machine's loopback, those named in
+/// insecure-registries and those the user says so of are insecure.
+fn transport(domain: &str, insecure: bool) -> Transport {
+    if insecure || is_local(domain) || configured_insecure(domain) {
+        Transport::Insecure
+    } else {
+        Transport::Https
+    }
+}
+
 /// Registries named insecure in /etc/berth/daemon.json (Docker's key).
 fn configured_insecure(domain: &str) -> bool {
     fs::read("/etc/berth/daemon.json")
@@ -297,10 +333,19 @@ impl Sink for Partial {
 }
 
 impl Engine {
-    pub(crate) fn client_for(&self, domain: &str, insecure: bool) -> Result<Client> {
-        let plain = insecure || is_local(domain) || configured_insecure(domain);
-        Client::new(domain, plain, credentials(domain))
-            .map_err(|e| reg_err(&format!("registry {domain}"), e))
+    pub(crate) fn client_for(
+        &self,
+        domain: &str,
+        insecure: bool,
+        cert_dir: Option<&std::path::Path>,
+    ) -> Result<Client> {
+        Client::new(
+            domain,
+            transport(domain, insecure),
+            credentials(domain),
+            extra_ca(domain, cert_dir),
+        )
+        .map_err(|e| reg_err(&format!("registry {domain}"), e))
     }
 
     /// `pull --all-tags`: every tag of the repository `name` names.
@@ -316,7 +361,7 @@ impl Engine {
                 "tag can't be used with --all-tags/-a".into(),
             ));
         }
-        let client = self.client_for(r.domain(), opts.insecure)?;
+        let client = self.client_for(r.domain(), opts.insecure, opts.cert_dir.as_deref())?;
         let tags = client
             .tags(r.path())
             .map_err(|e| reg_err(&format!("tags of {name}"), e))?;
@@ -337,11 +382,15 @@ impl Engine {
         insecure: bool,
     ) -> Result<String> {
         let domain = login_domain(server);
-        let plain = insecure || is_local(&domain) || configured_insecure(&domain);
-        let client = Client::new(&domain, plain, Auth::Basic(user.into(), password.into()))
-            .map_err(|e| reg_err(&format!("login to {domain}"), e))?;
+        let client = Client::new(
+            &domain,
+            transport(&domain, insecure),
+            Auth::Basic(user.into(), password.into()),
+            extra_ca(&domain, None),
+        )
+        .map_err(|e| reg_err(&format!("login to {domain}"), e))?;
         client
-            .check_login(plain)
+            .check_login()
             .map_err(|e| reg_err(&format!("login to {domain}"), e))?;
         let entry = berth_registry::base64_encode(format!("{user}:{password}").as_bytes());
         edit_docker_config(|cfg| {
@@ -414,7 +463,7 @@ impl Engine {
             .map(|d| d.to_string())
             .or_else(|| r.tag().map(str::to_string))
             .unwrap_or_else(|| "latest".into());
-        let client = self.client_for(r.domain(), opts.insecure)?;
+        let client = self.client_for(r.domain(), opts.insecure, opts.cert_dir.as_deref())?;
         progress(PullEvent::Resolved {
             tag: r.tag().unwrap_or(&want).to_string(),
             repository: repo.clone(),
@@ -483,12 +532,12 @@ impl Engine {
 
         let (tx, rx) = mpsc::channel();
         let mut todo = Vec::new();
-        for l in &m.layers {
+        for (l, diff_id) in m.layers.iter().zip(&cfg.rootfs.diff_ids) {
             if self.store.has_blob(&l.digest) {
                 progress(PullEvent::AlreadyExists(short(&l.digest)));
             } else {
                 progress(PullEvent::Waiting(short(&l.digest)));
-                todo.push(l.clone());
+                todo.push((l.clone(), diff_id.clone()));
             }
         }
         let queue = Arc::new(Mutex::new(todo));
@@ -498,8 +547,10 @@ impl Engine {
             opts.parallel
         };
         let downloads = self.downloads_dir()?;
+        let root = self.store.root().to_path_buf();
         let failure: Mutex<Option<Error>> = Mutex::new(None);
-        let fetched: Mutex<Vec<(Digest, PathBuf)>> = Mutex::new(Vec::new());
+        // Layers unpacked by the download threads: diff id -> size.
+        let unpacked: Mutex<BTreeMap<Digest, u64>> = Mutex::new(BTreeMap::new());
         std::thread::scope(|s| {
             for _ in 0..parallel {
                 let queue = queue.clone();
@@ -508,22 +559,44 @@ impl Engine {
                 let repo = &repo;
                 let downloads = &downloads;
                 let failure = &failure;
-                let fetched = &fetched;
-                s.spawn(move || loop {
-                    if failure.lock().expect("not poisoned").is_some() {
-                        return;
-                    }
-                    let Some(layer) = queue.lock().expect("not poisoned").pop() else {
-                        return;
-                    };
-                    match download(client, repo, &layer, downloads, &tx) {
-                        Ok(p) => fetched
-                            .lock()
-                            .expect("not poisoned")
-                            .push((layer.digest, p)),
-                        Err(e) => {
-                            failure.lock().expect("not poisoned").get_or_insert(e);
+                let unpacked = &unpacked;
+                let root = &root;
+                s.spawn(move || {
+                    // A connection of its own to the store: a layer is
+                    // unpacked as soon as it is down, while others still
+                    // download.
+                    let mut store: Option<berth_store::Store> = None;
+                    loop {
+                        if failure.lock().expect("not poisoned").is_some() {
                             return;
+                        }
+                        let Some((layer, diff_id)) = queue.lock().expect("not poisoned").pop()
+                        else {
+                            return;
+                        };
+                        let r = (|| -> Result<Option<u64>> {
+                            let path = download(client, repo, &layer, downloads, &tx)?;
+                            if store.is_none() {
+                                store = Some(berth_store::Store::open(root)?);
+                            }
+                            let st = store.as_ref().expect("opened above");
+                            st.adopt_blob(&path, &layer.digest)?;
+                            if st.has_layer(&diff_id) {
+                                return Ok(None);
+                            }
+                            let _ = tx.send(PullEvent::Extracting(short(&layer.digest)));
+                            let f = st.open_blob(&layer.digest)?;
+                            Ok(Some(unpack(st, f, &layer.digest, &diff_id)?))
+                        })();
+                        match r {
+                            Ok(Some(size)) => {
+                                unpacked.lock().expect("not poisoned").insert(diff_id, size);
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                failure.lock().expect("not poisoned").get_or_insert(e);
+                                return;
+                            }
                         }
                     }
                 });
@@ -533,35 +606,21 @@ impl Engine {
                 progress(ev);
             }
         });
-        // Whole, verified blobs enter the store even when another layer
-        // failed: the next pull skips them.
-        for (d, p) in fetched.into_inner().expect("not poisoned") {
-            self.store.adopt_blob(&p, &d)?;
-        }
         if let Some(e) = failure.into_inner().expect("not poisoned") {
             return Err(e);
         }
+        let unpacked = unpacked.into_inner().expect("not poisoned");
 
         // Unpack what the cache lacks, then record the image.
         let mut layers = Vec::new();
         for (l, diff_id) in m.layers.iter().zip(&cfg.rootfs.diff_ids) {
-            let size = match self.store.layer_size(diff_id)? {
-                Some(s) if self.store.has_layer(diff_id) => s,
+            let size = match (unpacked.get(diff_id), self.store.layer_size(diff_id)?) {
+                (Some(s), _) => *s,
+                (None, Some(s)) if self.store.has_layer(diff_id) => s,
                 _ => {
                     progress(PullEvent::Extracting(short(&l.digest)));
                     let f = self.store.open_blob(&l.digest)?;
-                    self.store
-                        .unpack_layer(berth_layer::decompress(f)?, Some(diff_id))
-                        .map_err(|e| match e {
-                            berth_store::Error::DigestMismatch { expected, actual } => {
-                                Error::InvalidArgument(format!(
-                                    "layer {} unpacks to {actual}, but the image config says {expected}",
-                                    l.digest
-                                ))
-                            }
-                            e => e.into(),
-                        })?
-                        .size
+                    unpack(&self.store, f, &l.digest, diff_id)?
                 }
             };
             progress(PullEvent::PullComplete(short(&l.digest)));
@@ -614,7 +673,7 @@ impl Engine {
             r
         };
         let repo = r.path().to_string();
-        let client = self.client_for(r.domain(), opts.insecure)?;
+        let client = self.client_for(r.domain(), opts.insecure, opts.cert_dir.as_deref())?;
         let manifest = self.store.read_blob(&img.manifest_digest)?;
         let m = Manifest::from_slice(&manifest)?;
         // Docker leaves non-distributable (foreign) layers where their
@@ -769,6 +828,25 @@ fn download(
     }
     let _ = events.send(PullEvent::DownloadComplete(id));
     Ok(path)
+}
+
+/// Unpacks a layer blob into the store's cache, checking it is the layer
+/// the config names; returns its uncompressed size.
+fn unpack(
+    store: &berth_store::Store,
+    blob: File,
+    digest: &Digest,
+    diff_id: &Digest,
+) -> Result<u64> {
+    Ok(store
+        .unpack_layer(berth_layer::decompress(blob)?, Some(diff_id))
+        .map_err(|e| match e {
+            berth_store::Error::DigestMismatch { expected, actual } => Error::InvalidArgument(
+                format!("layer {digest} unpacks to {actual}, but the image config says {expected}"),
+            ),
+            e => e.into(),
+        })?
+        .size)
 }
 
 fn platform_text(p: &Platform) -> String {

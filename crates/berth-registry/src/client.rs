@@ -24,6 +24,16 @@ pub enum Auth {
     Bearer(String),
 }
 
+/// How to reach a registry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Transport {
+    /// https, certificates verified (system roots plus extra CAs).
+    Https,
+    /// Docker's insecure registries: https without verification when the
+    /// registry speaks it, else plain http.
+    Insecure,
+}
+
 /// A manifest or index as the registry sent it.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -54,6 +64,24 @@ pub struct Client {
     inner: oci_client::Client,
     auth: RegistryAuth,
     registry: String,
+    plain_http: bool,
+    insecure: bool,
+}
+
+/// Whether anything answers https at `registry` (any HTTP status will do).
+async fn speaks_https(registry: &str) -> bool {
+    let Ok(c) = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+    else {
+        return false;
+    };
+    c.get(format!("https://{registry}/v2/"))
+        .send()
+        .await
+        .is_ok()
 }
 
 fn map_err(e: oci_client::errors::OciDistributionError) -> Error {
@@ -85,9 +113,14 @@ fn map_err(e: oci_client::errors::OciDistributionError) -> Error {
 }
 
 impl Client {
-    /// A client for `registry` (host[:port]); `plain_http` for registries
-    /// without TLS.
-    pub fn new(registry: &str, plain_http: bool, auth: Auth) -> Result<Client, Error> {
+    /// A client for `registry` (host[:port]); `extra_ca` are PEM
+    /// certificates to trust besides the system's.
+    pub fn new(
+        registry: &str,
+        transport: Transport,
+        auth: Auth,
+        extra_ca: Vec<Vec<u8>>,
+    ) -> Result<Client, Error> {
         // Once per process; a second call only reports it is done.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -95,12 +128,21 @@ impl Client {
             .enable_all()
             .build()
             .map_err(|e| Error::Io(format!("start the registry client: {e}")))?;
+        let plain_http = transport == Transport::Insecure && !rt.block_on(speaks_https(registry));
         let config = ClientConfig {
             protocol: if plain_http {
                 ClientProtocol::Http
             } else {
                 ClientProtocol::Https
             },
+            accept_invalid_certificates: transport == Transport::Insecure,
+            extra_root_certificates: extra_ca
+                .into_iter()
+                .map(|data| oci_client::client::Certificate {
+                    encoding: oci_client::client::CertificateEncoding::Pem,
+                    data,
+                })
+                .collect(),
             connect_timeout: Some(std::time::Duration::from_secs(30)),
             ..Default::default()
         };
@@ -117,6 +159,8 @@ impl Client {
                 Auth::Bearer(t) => RegistryAuth::Bearer(t),
             },
             registry: registry.to_string(),
+            plain_http,
+            insecure: transport == Transport::Insecure,
         })
     }
 
@@ -136,10 +180,16 @@ impl Client {
         }
     }
 
+    /// Whether this client speaks plain http.
+    pub fn plain_http(&self) -> bool {
+        self.plain_http
+    }
+
     /// Checks Basic credentials the way `docker login` does: the API
     /// root must accept them, or the token service must give a token for
     /// them.
-    pub fn check_login(&self, plain_http: bool) -> Result<(), Error> {
+    pub fn check_login(&self) -> Result<(), Error> {
+        let plain_http = self.plain_http;
         let RegistryAuth::Basic(user, password) = &self.auth else {
             return Ok(());
         };
@@ -151,7 +201,10 @@ impl Client {
         let scheme = if plain_http { "http" } else { "https" };
         let url = format!("{scheme}://{host}/v2/");
         self.rt.block_on(async {
-            let http = reqwest::Client::new();
+            let http = reqwest::Client::builder()
+                .danger_accept_invalid_certs(self.insecure)
+                .build()
+                .map_err(|e| Error::Io(format!("http client: {e}")))?;
             let res = http
                 .get(&url)
                 .basic_auth(user, Some(password))

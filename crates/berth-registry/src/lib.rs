@@ -7,7 +7,7 @@ pub mod client;
 mod htpasswd;
 pub mod server;
 
-pub use client::{Auth, Client, Fetched};
+pub use client::{Auth, Client, Fetched, Transport};
 pub use server::{serve, ServeOptions};
 
 #[derive(Debug, thiserror::Error)]

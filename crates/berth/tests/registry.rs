@@ -726,3 +726,148 @@ fn debian_reference_registry_anonymous_and_with_basic_auth() {
     let closed = Registry::reference(Some(&h)).expect("installed above");
     auth_round_trip(&closed);
 }
+
+fn openssl(args: &[&str]) {
+    let st = Command::new("openssl")
+        .args(args)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl {args:?}");
+}
+
+/// An address of this machine off the loopback (on an empty bridge the
+/// test makes: no dummy module here), so the registry there is not
+/// insecure by default.
+struct Dummy(String);
+
+impl Drop for Dummy {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn tls_registries_are_verified_against_the_cas_given() {
+    let Some(bin) = peer("docker-registry") else {
+        return;
+    };
+    let n = std::process::id() % 250;
+    let link = format!("bdtls{n}");
+    let ip = format!("10.216.{n}.1");
+    let _ = Command::new("ip").args(["link", "del", &link]).status();
+    let st = Command::new("ip")
+        .args(["link", "add", &link, "type", "bridge"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _dummy = Dummy(link.clone());
+    assert!(Command::new("ip")
+        .args(["addr", "add", &format!("{ip}/32"), "dev", &link])
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("ip")
+        .args(["link", "set", &link, "up"])
+        .status()
+        .unwrap()
+        .success());
+
+    // A CA, and a certificate for the address signed by it.
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.crt"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=berth test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p("leaf.key"),
+        "-out",
+        &p("leaf.csr"),
+        "-subj",
+        "/CN=berth test registry",
+    ]);
+    std::fs::write(
+        dir.path().join("ext"),
+        format!("subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("leaf.csr"),
+        "-CA",
+        &p("ca.crt"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &p("leaf.crt"),
+        "-days",
+        "1",
+        "-extfile",
+        &p("ext"),
+    ]);
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::copy(dir.path().join("ca.crt"), certs.join("ca.crt")).unwrap();
+
+    let port = free_port();
+    let addr = format!("{ip}:{port}");
+    let cfg = format!(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  tls:\n    certificate: {}\n    key: {}\n",
+        p("data"),
+        p("leaf.crt"),
+        p("leaf.key")
+    );
+    std::fs::write(dir.path().join("config.yml"), cfg).unwrap();
+    let child = Command::new(bin)
+        .arg("serve")
+        .arg(dir.path().join("config.yml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&addr);
+    let _reg = Registry {
+        child,
+        addr: addr.clone(),
+        root: tempfile::tempdir().unwrap(),
+        log: dir.path().join("none"),
+    };
+
+    let a = store();
+    let name = format!("{addr}/tls/busybox:v1");
+    a.ok(&["tag", "busybox", &name]);
+    // Without the CA the certificate is not trusted.
+    let err = a.fails(&["push", &name]);
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("cannot reach"),
+        "{err}"
+    );
+    let certs = certs.to_str().unwrap();
+    a.ok(&["push", "--cert-dir", certs, &name]);
+    let b = TestStore::new();
+    b.ok(&["pull", "--cert-dir", certs, &name]);
+    assert_eq!(
+        b.ok(&["run", "--rm", &name, "echo", "over-tls"]),
+        "over-tls\n"
+    );
+}

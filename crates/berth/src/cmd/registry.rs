@@ -27,6 +27,9 @@ pub struct PullArgs {
     /// Layers to download at once
     #[arg(long, default_value_t = 3)]
     max_concurrent_downloads: usize,
+    /// CA certificates (*.crt) to trust for the registry
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
     name: String,
 }
 
@@ -38,6 +41,9 @@ pub struct PushArgs {
     /// Require HTTPS and verify certificates (false: plain http)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     tls_verify: bool,
+    /// CA certificates (*.crt) to trust for the registry
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
     name: String,
 }
 
@@ -204,6 +210,7 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> Result<u8> {
         platform: a.platform,
         insecure: !a.tls_verify,
         parallel: a.max_concurrent_downloads,
+        cert_dir: a.cert_dir,
     };
     if a.all_tags {
         let mut view = PullView::new(a.quiet, false);
@@ -238,6 +245,7 @@ pub fn push(ctx: &Ctx, a: PushArgs) -> Result<u8> {
         &a.name,
         &PushOptions {
             insecure: !a.tls_verify,
+            cert_dir: a.cert_dir,
         },
         &mut |e| {
             if quiet {
