@@ -43,6 +43,65 @@ pub struct ServeOptions {
     pub addr: SocketAddr,
     pub root: PathBuf,
     pub htpasswd: Option<PathBuf>,
+    /// PEM certificate chain and key: serve https.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Accepts TLS connections; a failed handshake is logged and skipped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (sock, addr) = match self.tcp.accept().await {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            match tokio::time::timeout(std::time::Duration::from_secs(10), self.tls.accept(sock))
+                .await
+            {
+                Ok(Ok(s)) => return (s, addr),
+                Ok(Err(e)) => eprintln!("TLS handshake with {addr}: {e}"),
+                Err(_) => eprintln!("TLS handshake with {addr}: timed out"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, crate::Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &Path, e: String| crate::Error::Invalid(format!("{}: {e}", what.display()));
+    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad(cert, "no PEM certificate in it".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+    rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| crate::Error::Invalid(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| bad(cert, e.to_string()))
 }
 
 struct Registry {
@@ -183,6 +242,10 @@ pub fn serve(opts: ServeOptions) -> Result<(), crate::Error> {
             crate::Error::Io(format!("create {}: {e}", opts.root.join(d).display()))
         })?;
     }
+    let tls = match &opts.tls {
+        Some((c, k)) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(c, k)?))),
+        None => None,
+    };
     let state = Arc::new(Registry {
         root: opts.root.clone(),
         users,
@@ -197,7 +260,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), crate::Error> {
             .await
             .map_err(|e| crate::Error::Io(format!("listen on {}: {e}", opts.addr)))?;
         eprintln!(
-            "berth registry listening on {} (root {})",
+            "berth registry listening on {}{} (root {})",
+            if tls.is_some() { "https://" } else { "http://" },
             listener
                 .local_addr()
                 .map(|a| a.to_string())
@@ -205,9 +269,11 @@ pub fn serve(opts: ServeOptions) -> Result<(), crate::Error> {
             opts.root.display()
         );
         let app = Router::new().fallback(handle).with_state(state);
-        axum::serve(listener, app)
-            .await
-            .map_err(|e| crate::Error::Io(format!("serve: {e}")))
+        let served = match tls {
+            Some(tls) => axum::serve(TlsListener { tcp: listener, tls }, app).await,
+            None => axum::serve(listener, app).await,
+        };
+        served.map_err(|e| crate::Error::Io(format!("serve: {e}")))
     })
 }
 

@@ -64,9 +64,14 @@ fn exit_codes_pass_through_like_docker() {
     let out = s.run(&["run", "--rm", "busybox", "/etc/passwd"]);
     assert_eq!(code(&out), 126);
     assert!(text(&out.stderr).contains("permission denied"));
-    let out = s.run(&["run", "--rm", "nosuchimage", "true"]);
+    let out = s.run(&["run", "--rm", "--pull", "never", "nosuchimage", "true"]);
     assert_eq!(code(&out), 125);
     assert!(text(&out.stderr).contains("No such image: nosuchimage"));
+    // A pull that fails is Docker's 125 too (a registry on this machine
+    // that is not there: tests never reach the internet).
+    let out = s.run(&["run", "--rm", "127.0.0.1:9/nosuchimage", "true"]);
+    assert_eq!(code(&out), 125);
+    assert!(text(&out.stderr).contains("Unable to find image '127.0.0.1:9/nosuchimage' locally"));
     let out = s.run(&["run", "--rm", "--memory", "lots", "busybox", "true"]);
     assert_eq!(code(&out), 125);
 

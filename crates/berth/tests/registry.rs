@@ -870,4 +870,41 @@ fn tls_registries_are_verified_against_the_cas_given() {
         b.ok(&["run", "--rm", &name, "echo", "over-tls"]),
         "over-tls\n"
     );
+
+    // Berth's own registry serves https with the same certificate.
+    let addr2 = format!("{ip}:{}", free_port());
+    let child = Command::new(BERTH)
+        .args([
+            "registry",
+            "serve",
+            "--addr",
+            &addr2,
+            "--root",
+            &p("data2"),
+            "--tls-cert",
+            &p("leaf.crt"),
+            "--tls-key",
+            &p("leaf.key"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&addr2);
+    let _reg2 = Registry {
+        child,
+        addr: addr2.clone(),
+        root: tempfile::tempdir().unwrap(),
+        log: dir.path().join("none"),
+    };
+    let name2 = format!("{addr2}/tls/busybox:v2");
+    a.ok(&["tag", "busybox", &name2]);
+    assert!(!a.run(&["push", &name2]).status.success());
+    a.ok(&["push", "--cert-dir", certs, &name2]);
+    let c = TestStore::new();
+    c.ok(&["pull", "--cert-dir", certs, &name2]);
+    assert_eq!(
+        c.ok(&["run", "--rm", &name2, "echo", "berth-tls"]),
+        "berth-tls\n"
+    );
 }

@@ -555,7 +555,10 @@ fn engine_failure(e: berth_engine::Error) -> u8 {
 
 pub fn create(ctx: &Ctx, a: CreateArgs) -> Result<u8> {
     let engine = ctx.engine()?;
-    check_pull(&engine, &a.create)?;
+    if let Err(e) = check_pull(&engine, &a.create) {
+        print_error(&e);
+        return Ok(125);
+    }
     match engine.create_container(&a.create.options(false)) {
         Ok(c) => {
             println!("{}", c.id);
@@ -594,7 +597,10 @@ fn check_pull(engine: &berth_engine::Engine, f: &CreateFlags) -> Result<()> {
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     let engine = ctx.engine()?;
-    check_pull(&engine, &a.create)?;
+    if let Err(e) = check_pull(&engine, &a.create) {
+        print_error(&e);
+        return Ok(125);
+    }
     if a.detach && a.create.rm && a.create.restart.is_some() {
         return Ok(engine_failure(berth_engine::Error::InvalidArgument(
             "Conflicting options: --restart and --rm".into(),

@@ -64,6 +64,12 @@ pub struct ServeArgs {
     /// Require HTTP Basic auth against this htpasswd file (bcrypt entries)
     #[arg(long)]
     htpasswd: Option<PathBuf>,
+    /// Serve https with this PEM certificate (chain)
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// Docker's per-layer lines: plain lines when not on a terminal, lines
@@ -275,6 +281,7 @@ pub fn registry(_ctx: &Ctx, c: RegistryCommand) -> Result<u8> {
                 addr: a.addr,
                 root: a.root,
                 htpasswd: a.htpasswd,
+                tls: a.tls_cert.zip(a.tls_key),
             })?;
             Ok(0)
         }
