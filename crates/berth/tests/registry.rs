@@ -908,3 +908,79 @@ fn tls_registries_are_verified_against_the_cas_given() {
         "berth-tls\n"
     );
 }
+
+#[test]
+fn credentials_come_from_a_credential_helper_and_zstd_layers_travel() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = htpasswd_file(dir.path(), "carol", "from-helper");
+    let reg = Registry::berth(Some(&h));
+    // A credential helper as Docker runs them: `get`, the server on stdin.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-berthtest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{}\" ] || exit 1\necho '{{\"ServerURL\":\"'$server'\",\"Username\":\"carol\",\"Secret\":\"from-helper\"}}'\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cfg = dir.path().join("cfg");
+    std::fs::create_dir(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("config.json"),
+        format!("{{\"credHelpers\": {{\"{}\": \"berthtest\"}}}}", reg.addr),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |s: &TestStore, args: &[&str]| {
+        let o = s
+            .cmd(args)
+            .env("DOCKER_CONFIG", &cfg)
+            .env("PATH", &path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "berth {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+
+    // A zstd-compressed image, pushed and pulled with the helper's login.
+    let a = store();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo squeezed > /z\n",
+    )
+    .unwrap();
+    let name = format!("{}/zstd/app:v1", reg.addr);
+    a.ok(&[
+        "build",
+        "-q",
+        "--compression",
+        "zstd",
+        "-t",
+        &name,
+        ctx.to_str().unwrap(),
+    ]);
+    run(&a, &["push", &name]);
+    let b = TestStore::new();
+    run(&b, &["pull", &name]);
+    assert_eq!(b.ok(&["run", "--rm", &name, "cat", "/z"]), "squeezed\n");
+    let manifest = run(&b, &["manifest", "inspect", &name]);
+    assert!(manifest.contains("tar+zstd"), "{manifest}");
+    // Without the helper there are no credentials.
+    let c = TestStore::new();
+    assert!(!c.run(&["pull", &name]).status.success());
+}
