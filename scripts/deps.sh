@@ -11,8 +11,9 @@
 #   iproute2         tests look at links and make an "outside" namespace
 #   docker-registry  Docker's reference registry, a peer the registry tests use
 #   apache2-utils    htpasswd, for registries with Basic auth
+#   openssl          certificates for the TLS registry test
 set -eu
-pkgs="busybox-static libseccomp-dev pkg-config gcc skopeo podman runc tini procps nftables iproute2 docker-registry apache2-utils"
+pkgs="busybox-static libseccomp-dev pkg-config gcc skopeo podman runc tini procps nftables iproute2 docker-registry apache2-utils openssl"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
