@@ -984,3 +984,177 @@ fn credentials_come_from_a_credential_helper_and_zstd_layers_travel() {
     let c = TestStore::new();
     assert!(!c.run(&["pull", &name]).status.success());
 }
+
+fn b64(data: &[u8], url: bool) -> String {
+    let table: &[u8] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |a, (i, b)| a | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(table[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+        if !url {
+            out.extend(std::iter::repeat_n('=', 3 - chunk.len()));
+        }
+    }
+    out
+}
+
+/// A token service as Docker Hub's: Basic credentials in, a JWT signed
+/// with `key` (whose certificate the registry trusts) out, granting what
+/// the scope asks. Counts the tokens it gives.
+fn token_server(
+    key: PathBuf,
+    cert_der: Vec<u8>,
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let mut c = c;
+            let mut buf = vec![0u8; 8192];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+            let authorised = req.lines().any(|l| {
+                l.to_ascii_lowercase().starts_with("authorization: basic ")
+                    && l[21..].trim() == b64(b"dave:tokens", false)
+            });
+            if !authorised {
+                let _ = c.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            }
+            let scope = path
+                .split(['?', '&'])
+                .find_map(|kv| kv.strip_prefix("scope="))
+                .unwrap_or("")
+                .replace("%3A", ":")
+                .replace("%2C", ",")
+                .replace("%2F", "/");
+            let mut parts = scope.split(':');
+            let (kind, name, actions) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let header =
+                serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [b64(&cert_der, false)]});
+            let claims = serde_json::json!({
+                "iss": "berth-test-issuer", "sub": "dave", "aud": "berth-test",
+                "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", issued.load(std::sync::atomic::Ordering::SeqCst)),
+                "access": [{"type": kind, "name": name, "actions": actions.split(',').filter(|a| !a.is_empty()).collect::<Vec<_>>()}],
+            });
+            let input = format!(
+                "{}.{}",
+                b64(header.to_string().as_bytes(), true),
+                b64(claims.to_string().as_bytes(), true)
+            );
+            let mut sign = Command::new("openssl")
+                .args(["dgst", "-sha256", "-sign"])
+                .arg(&key)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            sign.stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            let sig = sign.wait_with_output().unwrap().stdout;
+            let jwt = format!("{input}.{}", b64(&sig, true));
+            issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = serde_json::json!({"token": jwt, "access_token": jwt, "expires_in": 300})
+                .to_string();
+            let _ = c.write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes());
+        }
+    });
+    addr
+}
+
+#[test]
+fn bearer_tokens_from_a_token_service() {
+    let Some(bin) = peer("docker-registry") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p("token.key"),
+        "-out",
+        &p("token.crt"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=berth token issuer",
+    ]);
+    let der = Command::new("openssl")
+        .args(["x509", "-in", &p("token.crt"), "-outform", "der"])
+        .output()
+        .unwrap()
+        .stdout;
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tokens = token_server(dir.path().join("token.key"), der, issued.clone());
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cfg = format!(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\nauth:\n  token:\n    realm: http://{tokens}/token\n    service: berth-test\n    issuer: berth-test-issuer\n    rootcertbundle: {}\n",
+        p("data"),
+        p("token.crt")
+    );
+    std::fs::write(dir.path().join("config.yml"), cfg).unwrap();
+    let child = Command::new(bin)
+        .arg("serve")
+        .arg(dir.path().join("config.yml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&addr);
+    let _reg = Registry {
+        child,
+        addr: addr.clone(),
+        root: tempfile::tempdir().unwrap(),
+        log: dir.path().join("none"),
+    };
+
+    let conf = dir.path().join("docker");
+    std::fs::create_dir(&conf).unwrap();
+    let a = store();
+    let name = format!("{addr}/tokens/busybox:v1");
+    a.ok(&["tag", "busybox", &name]);
+    assert!(!with_config(&a, &conf, &["push", &name]).status.success());
+    let o = with_config(&a, &conf, &["login", "-u", "dave", "-p", "nope", &addr]);
+    assert!(
+        !o.status.success(),
+        "a wrong password is refused by the token service"
+    );
+    ok_with(&a, &conf, &["login", "-u", "dave", "-p", "tokens", &addr]);
+    ok_with(&a, &conf, &["push", &name]);
+    let b = TestStore::new();
+    ok_with(&b, &conf, &["pull", &name]);
+    assert_eq!(b.ok(&["run", "--rm", &name, "echo", "bearer"]), "bearer\n");
+    // Tokens are asked for per operation, not per request.
+    let n = issued.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=20).contains(&n), "{n} tokens");
+}
