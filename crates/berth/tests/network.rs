@@ -169,17 +169,15 @@ fn twenty_containers_leave_no_veths_rules_or_leases() {
     assert_eq!(ips.len(), 20);
 }
 
-#[test]
-fn a_killed_monitor_leaves_nothing_behind() {
-    let s = store();
-    let id = s.detached(&["-p", "80", "busybox", "sleep", "60"]);
-    let pid = s
-        .ok(&["inspect", "-f", "{{.State.Pid}}", &id])
+/// A running container's process and its monitor (the process's parent).
+fn pids(s: &TestStore, id: &str) -> (i32, i32) {
+    let pid: i32 = s
+        .ok(&["inspect", "-f", "{{.State.Pid}}", id])
         .trim()
-        .to_string();
-    // The monitor is the container process's parent.
+        .parse()
+        .unwrap();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let ppid: i32 = stat
+    let ppid = stat
         .rsplit(')')
         .next()
         .unwrap()
@@ -188,8 +186,16 @@ fn a_killed_monitor_leaves_nothing_behind() {
         .unwrap()
         .parse()
         .unwrap();
+    (pid, ppid)
+}
+
+#[test]
+fn a_killed_monitor_leaves_nothing_behind() {
+    let s = store();
+    let id = s.detached(&["-p", "80", "busybox", "sleep", "60"]);
+    let (_, monitor) = pids(&s, &id);
     // SAFETY: killing the monitor this test started.
-    unsafe { libc::kill(ppid, libc::SIGKILL) };
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
     std::thread::sleep(Duration::from_millis(200));
     let st = s.ok(&["ps", "-a", "--format", "{{.Status}}"]);
     assert!(st.starts_with("Exited (255)"), "{st}");
@@ -709,23 +715,13 @@ fn system_check_removes_what_a_lost_run_directory_left() {
         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
         &id,
     ]);
-    let pid = s.ok(&["inspect", "-f", "{{.State.Pid}}", &id]);
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap();
-    let ppid: i32 = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (pid, monitor) = pids(&s, &id);
     // The monitor dies and its run directory is lost with it (a wiped
     // runroot): the namespace goes, what names it elsewhere stays.
     // SAFETY: killing processes this test started.
     unsafe {
-        libc::kill(ppid, libc::SIGKILL);
-        libc::kill(pid.trim().parse().unwrap(), libc::SIGKILL);
+        libc::kill(monitor, libc::SIGKILL);
+        libc::kill(pid, libc::SIGKILL);
     }
     std::thread::sleep(Duration::from_millis(200));
     let run = s.runroot().join("containers").join(&id);

@@ -583,19 +583,27 @@ impl Registry {
     /// Debian's `docker-registry` (Docker's reference registry) with a
     /// config this test writes; None when it is not installed.
     fn reference(htpasswd: Option<&Path>) -> Option<Registry> {
+        let auth = htpasswd
+            .map(|h| {
+                format!(
+                    "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                    h.display()
+                )
+            })
+            .unwrap_or_default();
+        Registry::reference_with("127.0.0.1", "", &auth)
+    }
+
+    /// The reference registry on `host`, with `http_extra` under its
+    /// `http:` section and `extra` at the top level of its config.
+    fn reference_with(host: &str, http_extra: &str, extra: &str) -> Option<Registry> {
         let bin = peer("docker-registry")?;
         let root = tempfile::tempdir().unwrap();
-        let addr = format!("127.0.0.1:{}", free_port());
-        let mut cfg = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+        let addr = format!("{host}:{}", free_port());
+        let cfg = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{http_extra}{extra}",
             root.path().join("data").display()
         );
-        if let Some(h) = htpasswd {
-            cfg += &format!(
-                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
-                h.display()
-            );
-        }
         let cfg_path = root.path().join("config.yml");
         std::fs::write(&cfg_path, cfg).unwrap();
         let log = root.path().join("log");
@@ -749,13 +757,16 @@ impl Drop for Dummy {
 
 #[test]
 fn tls_registries_are_verified_against_the_cas_given() {
-    let Some(bin) = peer("docker-registry") else {
+    if peer("docker-registry").is_none() {
         return;
-    };
+    }
     let n = std::process::id() % 250;
     let link = format!("bdtls{n}");
     let ip = format!("10.216.{n}.1");
-    let _ = Command::new("ip").args(["link", "del", &link]).status();
+    let _ = Command::new("ip")
+        .args(["link", "del", &link])
+        .stderr(Stdio::null())
+        .status();
     let st = Command::new("ip")
         .args(["link", "add", &link, "type", "bridge"])
         .status()
@@ -829,29 +840,17 @@ fn tls_registries_are_verified_against_the_cas_given() {
     std::fs::create_dir(&certs).unwrap();
     std::fs::copy(dir.path().join("ca.crt"), certs.join("ca.crt")).unwrap();
 
-    let port = free_port();
-    let addr = format!("{ip}:{port}");
-    let cfg = format!(
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  tls:\n    certificate: {}\n    key: {}\n",
-        p("data"),
-        p("leaf.crt"),
-        p("leaf.key")
-    );
-    std::fs::write(dir.path().join("config.yml"), cfg).unwrap();
-    let child = Command::new(bin)
-        .arg("serve")
-        .arg(dir.path().join("config.yml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&addr);
-    let _reg = Registry {
-        child,
-        addr: addr.clone(),
-        root: tempfile::tempdir().unwrap(),
-        log: dir.path().join("none"),
-    };
+    let reg = Registry::reference_with(
+        &ip,
+        &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            p("leaf.crt"),
+            p("leaf.key")
+        ),
+        "",
+    )
+    .expect("docker-registry is installed");
+    let addr = reg.addr.clone();
 
     let a = store();
     let name = format!("{addr}/tls/busybox:v1");
@@ -1088,9 +1087,9 @@ fn token_server(
 
 #[test]
 fn bearer_tokens_from_a_token_service() {
-    let Some(bin) = peer("docker-registry") else {
+    if peer("docker-registry").is_none() {
         return;
-    };
+    }
     let dir = tempfile::tempdir().unwrap();
     let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
     openssl(&[
@@ -1116,27 +1115,13 @@ fn bearer_tokens_from_a_token_service() {
     let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let tokens = token_server(dir.path().join("token.key"), der, issued.clone());
 
-    let addr = format!("127.0.0.1:{}", free_port());
-    let cfg = format!(
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\nauth:\n  token:\n    realm: http://{tokens}/token\n    service: berth-test\n    issuer: berth-test-issuer\n    rootcertbundle: {}\n",
-        p("data"),
+    let auth = format!(
+        "auth:\n  token:\n    realm: http://{tokens}/token\n    service: berth-test\n    issuer: berth-test-issuer\n    rootcertbundle: {}\n",
         p("token.crt")
     );
-    std::fs::write(dir.path().join("config.yml"), cfg).unwrap();
-    let child = Command::new(bin)
-        .arg("serve")
-        .arg(dir.path().join("config.yml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&addr);
-    let _reg = Registry {
-        child,
-        addr: addr.clone(),
-        root: tempfile::tempdir().unwrap(),
-        log: dir.path().join("none"),
-    };
+    let reg =
+        Registry::reference_with("127.0.0.1", "", &auth).expect("docker-registry is installed");
+    let addr = reg.addr.clone();
 
     let conf = dir.path().join("docker");
     std::fs::create_dir(&conf).unwrap();
