@@ -1143,3 +1143,268 @@ fn bearer_tokens_from_a_token_service() {
     let n = issued.load(std::sync::atomic::Ordering::SeqCst);
     assert!((2..=20).contains(&n), "{n} tokens");
 }
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn the_registry_server_speaks_the_distribution_spec() {
+    let reg = Registry::berth(None);
+    let a = &reg.addr;
+    let (st, head, _) = http("GET", a, "/v2/", &[], b"");
+    assert_eq!(st, 200);
+    assert_eq!(
+        header(&head, "Docker-Distribution-API-Version"),
+        Some("registry/2.0")
+    );
+
+    // Chunked upload: POST, PATCH, PATCH, PUT; Range and Location as it goes.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = sha256(&data);
+    let (st, head, _) = http("POST", a, "/v2/spec/blob/blobs/uploads/", &[], b"");
+    assert_eq!(st, 202);
+    let loc = header(&head, "Location").unwrap().to_string();
+    let (st, head, _) = http(
+        "PATCH",
+        a,
+        &loc,
+        &[("Content-Range", "0-99999")],
+        &data[..100_000],
+    );
+    assert_eq!(st, 202);
+    assert_eq!(header(&head, "Range"), Some("0-99999"));
+    // Out of order: 416, and the upload is unchanged.
+    let (st, _, _) = http(
+        "PATCH",
+        a,
+        &loc,
+        &[("Content-Range", "200000-299999")],
+        &data[200_000..],
+    );
+    assert_eq!(st, 416);
+    let (st, head, _) = http(
+        "PATCH",
+        a,
+        &loc,
+        &[("Content-Range", "100000-199999")],
+        &data[100_000..200_000],
+    );
+    assert_eq!((st, header(&head, "Range")), (202, Some("0-199999")));
+    // The wrong digest is refused with the spec's code.
+    let (st, _, body) = http(
+        "PUT",
+        a,
+        &format!("{loc}?digest={}", sha256(b"other")),
+        &[],
+        &data[200_000..],
+    );
+    assert_eq!(st, 400);
+    assert!(body.contains("DIGEST_INVALID"), "{body}");
+    let (st, head, _) = http("POST", a, "/v2/spec/blob/blobs/uploads/", &[], b"");
+    assert_eq!(st, 202);
+    let loc = header(&head, "Location").unwrap().to_string();
+    http("PATCH", a, &loc, &[], &data[..200_000]);
+    let (st, head, _) = http(
+        "PUT",
+        a,
+        &format!("{loc}?digest={digest}"),
+        &[],
+        &data[200_000..],
+    );
+    assert_eq!(st, 201);
+    assert_eq!(
+        header(&head, "Docker-Content-Digest"),
+        Some(digest.as_str())
+    );
+
+    // HEAD, ranges, 416 past the end.
+    let (st, head, _) = http(
+        "HEAD",
+        a,
+        &format!("/v2/spec/blob/blobs/{digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!((st, header(&head, "Content-Length")), (200, Some("300000")));
+    let (st, head, body) = http(
+        "GET",
+        a,
+        &format!("/v2/spec/blob/blobs/{digest}"),
+        &[("Range", "bytes=10-19")],
+        b"",
+    );
+    assert_eq!(st, 206);
+    assert_eq!(header(&head, "Content-Range"), Some("bytes 10-19/300000"));
+    assert_eq!(body.as_bytes(), &data[10..20]);
+    let (st, _, _) = http(
+        "GET",
+        a,
+        &format!("/v2/spec/blob/blobs/{digest}"),
+        &[("Range", "bytes=400000-")],
+        b"",
+    );
+    assert_eq!(st, 416);
+    // sha512 content is verified and served too.
+    let s512 = Command::new("sha512sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut s512 = s512;
+    s512.stdin
+        .take()
+        .unwrap()
+        .write_all(b"five twelve")
+        .unwrap();
+    let hex = String::from_utf8(s512.wait_with_output().unwrap().stdout).unwrap();
+    let d512 = format!("sha512:{}", hex.split_whitespace().next().unwrap());
+    let (st, _, _) = http(
+        "POST",
+        a,
+        &format!("/v2/spec/blob/blobs/uploads/?digest={d512}"),
+        &[],
+        b"five twelve",
+    );
+    assert_eq!(st, 201);
+    let (st, _, body) = http("GET", a, &format!("/v2/spec/blob/blobs/{d512}"), &[], b"");
+    assert_eq!((st, body.as_str()), (200, "five twelve"));
+
+    // Unknown things, by the spec's codes.
+    let (st, _, body) = http(
+        "GET",
+        a,
+        &format!("/v2/spec/blob/blobs/{}", sha256(b"nothing")),
+        &[],
+        b"",
+    );
+    assert!(st == 404 && body.contains("BLOB_UNKNOWN"), "{st} {body}");
+    let (st, _, body) = http("GET", a, "/v2/spec/blob/manifests/nope", &[], b"");
+    assert!(
+        st == 404 && body.contains("MANIFEST_UNKNOWN"),
+        "{st} {body}"
+    );
+    let (st, _, body) = http("GET", a, "/v2/never/pushed/tags/list", &[], b"");
+    assert!(st == 404 && body.contains("NAME_UNKNOWN"), "{st} {body}");
+    let (st, _, body) = http("GET", a, "/v2/Bad_Name/tags/list", &[], b"");
+    assert!(st == 400 && body.contains("NAME_INVALID"), "{st} {body}");
+
+    // Manifests: a referenced blob must exist; then tags, pages, referrers.
+    let config = upload(a, "spec/blob", b"{}");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": 300000}],
+    });
+    let mut missing = manifest.clone();
+    missing["layers"][0]["digest"] = serde_json::json!(sha256(b"absent"));
+    let bytes = serde_json::to_vec(&missing).unwrap();
+    let (st, _, body) = http(
+        "PUT",
+        a,
+        "/v2/spec/blob/manifests/x",
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+        &bytes,
+    );
+    assert!(
+        st == 400 && body.contains("MANIFEST_BLOB_UNKNOWN"),
+        "{st} {body}"
+    );
+    let mut mdigest = String::new();
+    for t in ["a", "b", "c", "d", "e"] {
+        mdigest = put_manifest(
+            a,
+            "spec/blob",
+            t,
+            "application/vnd.oci.image.manifest.v1+json",
+            &manifest,
+        )
+        .0;
+    }
+    let (st, head, body) = http("GET", a, "/v2/spec/blob/tags/list?n=2", &[], b"");
+    assert_eq!(st, 200);
+    assert!(body.contains("[\"a\",\"b\"]"), "{body}");
+    assert_eq!(
+        header(&head, "Link"),
+        Some("</v2/spec/blob/tags/list?n=2&last=b>; rel=\"next\"")
+    );
+    let (_, head, body) = http("GET", a, "/v2/spec/blob/tags/list?n=2&last=b", &[], b"");
+    assert!(
+        body.contains("[\"c\",\"d\"]") && header(&head, "Link").is_some(),
+        "{body}"
+    );
+    let (_, head, body) = http("GET", a, "/v2/spec/blob/tags/list?n=2&last=d", &[], b"");
+    assert!(
+        body.contains("[\"e\"]") && header(&head, "Link").is_none(),
+        "{body}"
+    );
+    let (st, head, _) = http("HEAD", a, "/v2/spec/blob/manifests/a", &[], b"");
+    assert_eq!(
+        (st, header(&head, "Docker-Content-Digest")),
+        (200, Some(mdigest.as_str()))
+    );
+    let (_, _, body) = http("GET", a, "/v2/_catalog?n=1", &[], b"");
+    assert_eq!(body, "{\"repositories\":[\"spec/blob\"]}");
+
+    // An artifact about the image, found through the referrers API.
+    let sig = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+        "layers": [],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdigest, "size": 1},
+    });
+    let sbytes = serde_json::to_vec(&sig).unwrap();
+    let (st, head, _) = http(
+        "PUT",
+        a,
+        &format!("/v2/spec/blob/manifests/{}", sha256(&sbytes)),
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+        &sbytes,
+    );
+    assert_eq!(st, 201);
+    assert_eq!(header(&head, "OCI-Subject"), Some(mdigest.as_str()));
+    let (st, _, body) = http(
+        "GET",
+        a,
+        &format!("/v2/spec/blob/referrers/{mdigest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(st, 200);
+    assert!(
+        body.contains("application/vnd.example.signature") && body.contains(&sha256(&sbytes)),
+        "{body}"
+    );
+
+    // Deleting a manifest takes its tags; deleting a blob makes it unknown.
+    let (st, _, _) = http(
+        "DELETE",
+        a,
+        &format!("/v2/spec/blob/manifests/{mdigest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(st, 202);
+    let (st, _, _) = http("GET", a, "/v2/spec/blob/manifests/a", &[], b"");
+    assert_eq!(st, 404);
+    let (st, _, _) = http(
+        "DELETE",
+        a,
+        &format!("/v2/spec/blob/blobs/{digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(st, 202);
+    let (st, _, _) = http(
+        "HEAD",
+        a,
+        &format!("/v2/spec/blob/blobs/{digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(st, 404);
+}
