@@ -90,7 +90,10 @@ $B push "$reg/bench/app:v1" >/dev/null
 
 # Pull into an empty store each run.
 timed "berth pull" "rm -rf $work/p" "$berth --root $work/p/root --runroot $work/p/run pull -q $reg/bench/app:v1"
-timed "skopeo pull" "rm -rf $work/sk" "skopeo copy -q --src-tls-verify=false docker://$reg/bench/app:v1 oci:$work/sk:app"
+# skopeo to a directory only downloads and verifies; into containers-storage
+# it also unpacks the layers, as berth and podman do.
+timed "skopeo pull (oci dir)" "rm -rf $work/sk" "skopeo copy -q --src-tls-verify=false docker://$reg/bench/app:v1 oci:$work/sk:app"
+timed "skopeo pull (storage)" "rm -rf $work/cs" "skopeo copy -q --src-tls-verify=false docker://$reg/bench/app:v1 containers-storage:[overlay@$work/cs/root+$work/cs/run]bench/app:v1"
 if command -v podman >/dev/null 2>&1; then
     timed "podman pull" "$P rmi -af" "$P pull -q --tls-verify=false $reg/bench/app:v1"
 fi
@@ -100,14 +103,15 @@ layers=$(find "$work/root/blobs/sha256" -type f -size +10M | tr '\n' ' ')
 timed "gunzip+sha256 (local)" "true" "for f in $layers; do gzip -dc \$f | sha256sum >/dev/null; done"
 
 bytes=$(for f in $layers; do gzip -dc "$f" | wc -c; done | awk '{s+=$1} END {print s}')
-python3 - "$bytes" "$r_berth_pull" "$r_skopeo_pull" "${r_podman_pull:-0}" "$r_gunzip_sha256__local_" "$r_berth_push" "$r_skopeo_push" <<'EOF'
+python3 - "$bytes" "$r_berth_pull" "$r_skopeo_pull__oci_dir_" "${r_podman_pull:-0}" "$r_gunzip_sha256__local_" "$r_berth_push" "$r_skopeo_push" "$r_skopeo_pull__storage_" <<'EOF'
 import sys
-b, bp, sp, pp, local, bpush, spush = (float(x) for x in sys.argv[1:])
+b, bp, sp, pp, local, bpush, spush, sst = (float(x) for x in sys.argv[1:])
 mb = b / 1e6
 print()
 print(f"berth pull: {mb / (bp / 1000):.0f} MB/s of layers; local gunzip+sha256: {mb / (local / 1000):.0f} MB/s")
 print(f"berth pull vs local gunzip+sha256: {local / bp * 100:.0f}% (goal >= 80%)")
-print(f"berth pull vs skopeo: {sp / bp:.2f}x faster (goal >= 2x)")
+print(f"berth pull vs skopeo into containers-storage: {sst / bp:.2f}x faster (goal >= 2x)")
+print(f"berth pull vs skopeo into an oci dir (no unpacking): {sp / bp:.2f}x faster")
 if pp:
     print(f"berth pull vs podman: {pp / bp:.2f}x faster (goal >= 2x)")
 print(f"berth push vs skopeo: {spush / bpush:.2f}x faster")

@@ -781,6 +781,12 @@ fn download(
         .write(true)
         .open(&path)
         .map_err(Error::io("open", &path))?;
+    // Two pulls of the same layer take turns: the second finds it whole.
+    let _turn = nix::fcntl::Flock::lock(
+        file.try_clone().map_err(Error::io("open", &path))?,
+        nix::fcntl::FlockArg::LockExclusive,
+    )
+    .map_err(|(_, e)| Error::io("lock", &path)(e.into()))?;
     // What an interrupted pull left: hash it and go on from there.
     let mut hasher = Hasher::sha256();
     let mut buf = vec![0u8; 1 << 20];
