@@ -19,6 +19,7 @@ P="podman --root $work/podman/root --runroot $work/podman/run --runtime runc --c
 regpid=""
 cleanup() {
     [ -n "$regpid" ] && kill "$regpid" 2>/dev/null || true
+    umount -R "$work/cs/root/overlay" 2>/dev/null || true
     if command -v podman >/dev/null 2>&1; then
         $P system reset -f >/dev/null 2>&1 || true
     fi
@@ -93,7 +94,7 @@ timed "berth pull" "rm -rf $work/p" "$berth --root $work/p/root --runroot $work/
 # skopeo to a directory only downloads and verifies; into containers-storage
 # it also unpacks the layers, as berth and podman do.
 timed "skopeo pull (oci dir)" "rm -rf $work/sk" "skopeo copy -q --src-tls-verify=false docker://$reg/bench/app:v1 oci:$work/sk:app"
-timed "skopeo pull (storage)" "rm -rf $work/cs" "skopeo copy -q --src-tls-verify=false docker://$reg/bench/app:v1 containers-storage:[overlay@$work/cs/root+$work/cs/run]bench/app:v1"
+timed "skopeo pull (storage)" "umount -R $work/cs/root/overlay; rm -rf $work/cs" "skopeo copy -q --src-tls-verify=false docker://$reg/bench/app:v1 containers-storage:[overlay@$work/cs/root+$work/cs/run]bench/app:v1"
 if command -v podman >/dev/null 2>&1; then
     timed "podman pull" "$P rmi -af" "$P pull -q --tls-verify=false $reg/bench/app:v1"
 fi
