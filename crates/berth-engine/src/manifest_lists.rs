@@ -16,6 +16,9 @@ use crate::{Engine, Error, Result};
 struct Entry {
     /// Where it lives (`registry/repo@digest`).
     reference: String,
+    /// The name it was added by (`registry/repo:tag`), which annotate uses.
+    #[serde(default)]
+    source: String,
     media_type: String,
     digest: String,
     size: u64,
@@ -108,6 +111,7 @@ impl Engine {
         let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).map(str::to_string);
         Ok(Entry {
             reference: format!("{}@{digest}", r.name()),
+            source: r.to_string(),
             media_type,
             digest: digest.to_string(),
             size: bytes.len() as u64,
@@ -162,10 +166,8 @@ impl Engine {
             .entries
             .iter_mut()
             .find(|e| {
-                Reference::parse(&e.reference).is_ok_and(|er| {
-                    target.digest().is_some_and(|d| Some(d) == er.digest())
-                        || er.name() == target.name()
-                })
+                e.source == target.to_string()
+                    || target.digest().is_some_and(|d| d.to_string() == e.digest)
             })
             .ok_or_else(|| {
                 Error::NotFound(format!("manifest for image {image} does not exist in {r}"))

@@ -349,7 +349,8 @@ impl Engine {
             routed |= default_route;
             primary.get_or_insert(ep);
         }
-        let Some(primary) = primary else {
+        // Docker publishes nothing from an internal network.
+        let Some(primary) = primary.filter(|p| !p.internal) else {
             return Ok(Vec::new());
         };
         let ip: Ipv4Addr = primary
@@ -513,11 +514,13 @@ impl Engine {
 
     /// Unplugs one endpoint (quiet about what is already gone).
     pub(crate) fn detach_endpoint(&self, c: &Container, paths: &Paths, ep: &Endpoint) {
+        // Name and link first: the address is only free once nothing
+        // answers to it.
+        berth_net::dns::withdraw(&ep.network_id, &c.id);
+        let _ = berth_net::delete_link(&ep.host_if);
         if let Ok(ip) = ep.ip_address.parse() {
             berth_net::lease::give_back(&ep.network_id, ip, &netns_path(paths));
         }
-        berth_net::dns::withdraw(&ep.network_id, &c.id);
-        let _ = berth_net::delete_link(&ep.host_if);
         let _ = std::fs::remove_file(endpoints_dir(paths).join(&ep.network_id));
     }
 

@@ -304,7 +304,8 @@ impl Engine {
 
     /// The bridge and its rules (again after a reboot took them).
     pub(crate) fn ensure_net_devices(&self, net: &NetInfo) -> Result<()> {
-        berth_net::ensure_bridge(&net.bridge, net.gateway, net.prefix).map_err(net_err)?;
+        berth_net::ensure_bridge_with(&net.bridge, net.gateway, net.prefix, net.internal)
+            .map_err(net_err)?;
         nft::ensure_network(
             &net.id[..12],
             &net.bridge,
@@ -338,9 +339,23 @@ impl Engine {
         }
         let id = random_id();
         let bridge = match o.options.get("com.docker.network.bridge.name") {
-            Some(b) if b.is_empty() || b.len() > 15 || b.contains(['/', ' ']) => {
+            Some(b)
+                if b.is_empty()
+                    || b.len() > 15
+                    || !b
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c)) =>
+            {
                 return Err(Error::InvalidArgument(format!(
-                    "invalid bridge name {b:?}: at most 15 characters, no '/' or spaces"
+                    "invalid bridge name {b:?}: at most 15 of [A-Za-z0-9_.-]"
+                )))
+            }
+            // The network owns its bridge and deletes it with itself: an
+            // interface that exists already (eth0, berth0, another
+            // network's) is never taken over.
+            Some(b) if nix::net::if_::if_nametoindex(b.as_str()).is_ok() => {
+                return Err(Error::Conflict(format!(
+                    "bridge name {b} is taken by an existing interface"
                 )))
             }
             Some(b) => b.clone(),
@@ -557,6 +572,12 @@ impl Engine {
                 "user specified IP address is supported on user defined networks only".into(),
             ));
         }
+        if !cfg.aliases.is_empty() && n.builtin {
+            return Err(Error::InvalidArgument(
+                "network-scoped alias is supported only for containers in user defined networks"
+                    .into(),
+            ));
+        }
         if c.spec.networks.contains_key(&n.name) {
             return Err(Error::Conflict(format!(
                 "endpoint with name {} already exists in network {}",
@@ -601,6 +622,13 @@ impl Engine {
             )));
         }
         if let Some(ep) = ep {
+            // Published ports go to eth0's address: once that is gone (and
+            // may go to another container) they must not forward there.
+            if ep.interface == "eth0" {
+                let _ = nft::unpublish(&c.id[..12]);
+                c.state.ports.clear();
+                let _ = self.save_state(&c);
+            }
             self.detach_endpoint(&c, &paths, &ep);
         }
         c.spec.networks.remove(&n.name);
@@ -620,6 +648,11 @@ impl Engine {
                 continue;
             }
             let paths = self.paths(&c.id);
+            // A monitor holds its lock while it starts the container (and
+            // plugs it in before the state says Running): not ours.
+            let Ok(_lock) = crate::containers::lifecycle::lock_monitor(&paths, false) else {
+                continue;
+            };
             let eps = read_endpoints(&paths);
             if netns_path(&paths).exists() || !eps.is_empty() {
                 found.push(format!(

@@ -162,10 +162,20 @@ fn auth_key(domain: &str) -> String {
 fn edit_docker_config(change: impl FnOnce(&mut serde_json::Value)) -> Result<()> {
     let path = docker_config_path()
         .ok_or_else(|| Error::InvalidArgument("neither DOCKER_CONFIG nor HOME is set".into()))?;
-    let mut cfg = docker_config().unwrap_or_else(|| serde_json::json!({}));
-    if !cfg.is_object() {
-        cfg = serde_json::json!({});
-    }
+    // A config.json we cannot read is the user's to fix, not ours to
+    // replace (it holds more than credentials).
+    let mut cfg = match fs::read(&path) {
+        Ok(b) => serde_json::from_slice::<serde_json::Value>(&b)
+            .ok()
+            .filter(|v| v.is_object())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{} is not a JSON object; fix or remove it",
+                    path.display()
+                ))
+            })?,
+        Err(_) => serde_json::json!({}),
+    };
     change(&mut cfg);
     let dir = path.parent().expect("a file in a directory");
     fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
@@ -316,6 +326,14 @@ impl Sink for Partial {
         Ok(())
     }
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        // More than the manifest said is wrong already; do not let it
+        // fill the disk before the digest says so.
+        if self.total > 0 && self.done + data.len() as u64 > self.total {
+            return Err(io::Error::other(format!(
+                "the registry sent more than the {} bytes the manifest states",
+                self.total
+            )));
+        }
         self.file.write_all(data)?;
         self.hasher.update(data);
         self.done += data.len() as u64;
@@ -500,8 +518,13 @@ impl Engine {
             )));
         }
         let m = Manifest::from_slice(&bytes)?;
-        let tag_name = r.tag().map(|_| r.to_string());
-        let repo_digest = format!("{}@{}", r.name(), manifest_digest);
+        // Docker keeps the digest the user can pull again by (the index's
+        // for a multi-platform image) and no tag when a digest was named.
+        let tag_name = match (r.tag(), r.digest()) {
+            (Some(t), None) => Some(format!("{}:{t}", r.name())),
+            _ => None,
+        };
+        let repo_digest = format!("{}@{}", r.name(), top_digest);
 
         // The config first (small): it names the layers' diff ids.
         let config = m.config.digest.clone();
@@ -535,6 +558,11 @@ impl Engine {
         for (l, diff_id) in m.layers.iter().zip(&cfg.rootfs.diff_ids) {
             if self.store.has_blob(&l.digest) {
                 progress(PullEvent::AlreadyExists(short(&l.digest)));
+            } else if todo
+                .iter()
+                .any(|(t, _): &(berth_oci::Descriptor, Digest)| t.digest == l.digest)
+            {
+                // The same layer twice (empty layers often are): once.
             } else {
                 progress(PullEvent::Waiting(short(&l.digest)));
                 todo.push((l.clone(), diff_id.clone()));
@@ -575,12 +603,11 @@ impl Engine {
                             return;
                         };
                         let r = (|| -> Result<Option<u64>> {
-                            let path = download(client, repo, &layer, downloads, &tx)?;
                             if store.is_none() {
                                 store = Some(berth_store::Store::open(root)?);
                             }
                             let st = store.as_ref().expect("opened above");
-                            st.adopt_blob(&path, &layer.digest)?;
+                            download(client, st, repo, &layer, downloads, &tx)?;
                             if st.has_layer(&diff_id) {
                                 return Ok(None);
                             }
@@ -701,6 +728,13 @@ impl Engine {
                 continue;
             }
             let id = short(&d);
+            // Docker reports layers, not the config.
+            let is_config = d == m.config.digest;
+            let mut progress = |e: PushEvent| {
+                if !is_config {
+                    progress(e)
+                }
+            };
             progress(PushEvent::Preparing(id.clone()));
             let exists = client
                 .blob_exists(&repo, &d.to_string())
@@ -767,11 +801,12 @@ impl Engine {
 /// verifying every byte against its digest before it is stored.
 fn download(
     client: &Client,
+    store: &berth_store::Store,
     repo: &str,
     layer: &berth_oci::Descriptor,
     downloads: &std::path::Path,
     events: &mpsc::Sender<PullEvent>,
-) -> Result<PathBuf> {
+) -> Result<()> {
     let id = short(&layer.digest);
     let path = downloads.join(format!("{}.partial", layer.digest.hex()));
     let mut file = OpenOptions::new()
@@ -787,6 +822,10 @@ fn download(
         nix::fcntl::FlockArg::LockExclusive,
     )
     .map_err(|(_, e)| Error::io("lock", &path)(e.into()))?;
+    // The pull we waited for stored it: our file is the blob now.
+    if store.has_blob(&layer.digest) {
+        return Ok(());
+    }
     // What an interrupted pull left: hash it and go on from there.
     let mut hasher = Hasher::sha256();
     let mut buf = vec![0u8; 1 << 20];
@@ -833,7 +872,9 @@ fn download(
         )));
     }
     let _ = events.send(PullEvent::DownloadComplete(id));
-    Ok(path)
+    // Still holding the turn: nobody else renames or truncates it.
+    store.adopt_blob(&path, &layer.digest)?;
+    Ok(())
 }
 
 /// Unpacks a layer blob into the store's cache, checking it is the layer

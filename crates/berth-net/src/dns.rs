@@ -244,7 +244,21 @@ fn servfail(query: &[u8]) -> Option<Vec<u8>> {
 struct Pending {
     client: SocketAddr,
     id: [u8; 2],
+    /// The server asked: only its answer counts.
+    server: SocketAddr,
     at: Instant,
+}
+
+/// Datagrams handled per wake-up of the monitor: a container flooding its
+/// resolver must not keep the monitor from its other work.
+const BATCH: usize = 64;
+
+fn random_u16() -> u16 {
+    let mut b = [0u8; 2];
+    if let Ok(mut f) = fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    u16::from_ne_bytes(b)
 }
 
 /// A running resolver for one container.
@@ -253,7 +267,6 @@ pub struct Resolver {
     up: UdpSocket,
     upstreams: Vec<SocketAddr>,
     pending: HashMap<u16, Pending>,
-    next_id: u16,
     buf: Vec<u8>,
 }
 
@@ -278,8 +291,7 @@ impl Resolver {
                 .map(|ip| SocketAddr::from((*ip, 53)))
                 .collect(),
             pending: HashMap::new(),
-            next_id: std::process::id() as u16,
-            buf: vec![0; 4096],
+            buf: vec![0; 65535],
         })
     }
 
@@ -291,7 +303,7 @@ impl Resolver {
     /// Answers or relays every question waiting on the container side;
     /// `networks` are the networks whose names the container sees.
     pub fn serve_local(&mut self, networks: &[String]) {
-        loop {
+        for _ in 0..BATCH {
             let (n, client) = match self.local.recv_from(&mut self.buf) {
                 Ok(v) => v,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -319,10 +331,12 @@ impl Resolver {
         if query.len() < 12 || self.pending.len() >= PENDING_MAX {
             return;
         }
-        // Our own id upstream, so answers to two containers' clients that
-        // chose the same id cannot be confused.
-        self.next_id = self.next_id.wrapping_add(1);
-        let id = self.next_id;
+        // Our own random id upstream: answers cannot be confused between
+        // clients, nor guessed by whoever else can send to our socket.
+        let id = (0..8)
+            .map(|_| random_u16())
+            .find(|i| !self.pending.contains_key(i))
+            .unwrap_or_else(random_u16);
         let mut msg = query.to_vec();
         msg[..2].copy_from_slice(&id.to_be_bytes());
         // Client retries come with the same id: spread them over the
@@ -343,6 +357,7 @@ impl Resolver {
                 Pending {
                     client,
                     id: [query[0], query[1]],
+                    server,
                     at: now,
                 },
             );
@@ -351,7 +366,7 @@ impl Resolver {
 
     /// Hands answers from upstream back to the clients that asked.
     pub fn serve_upstream(&mut self) {
-        loop {
+        for _ in 0..BATCH {
             let (n, from) = match self.up.recv_from(&mut self.buf) {
                 Ok(v) => v,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -361,6 +376,9 @@ impl Resolver {
                 continue;
             }
             let id = u16::from_be_bytes([self.buf[0], self.buf[1]]);
+            if self.pending.get(&id).is_none_or(|p| p.server != from) {
+                continue;
+            }
             let Some(p) = self.pending.remove(&id) else {
                 continue;
             };

@@ -131,6 +131,12 @@ pub fn loopback_up(netns: &Path) -> Result<()> {
 /// Creates the bridge `name` with `gateway/prefix` if it is missing, and
 /// lets published ports reach it from the host's loopback.
 pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
+    ensure_bridge_with(name, gateway, prefix, false)
+}
+
+/// [`ensure_bridge`]; `no_ipv6` takes IPv6 off the bridge (an internal
+/// network must not reach the host by its link-local address either).
+pub fn ensure_bridge_with(name: &str, gateway: Ipv4Addr, prefix: u8, no_ipv6: bool) -> Result<()> {
     on_thread(None, |rt| {
         let h = handle(rt)?;
         if index(name).is_none() {
@@ -154,6 +160,10 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
     })?;
     // Forwarding, and loopback traffic to published ports routed out to
     // the bridge (the kernel drops 127/8 on other interfaces otherwise).
+    let v6 = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+    if no_ipv6 && Path::new(&v6).exists() {
+        sysctl(&v6, "1")?;
+    }
     sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
     sysctl(
         &format!("/proc/sys/net/ipv4/conf/{name}/route_localnet"),
@@ -223,7 +233,13 @@ pub fn attach(netns: &Path, a: &Attachment) -> Result<()> {
             h.link().set(host).up().execute().await?;
             h.link().set(p).setns_by_fd(ns.as_raw_fd()).execute().await
         })
-        .map_err(nl("plug veth into the bridge"))
+        .map_err(nl("plug veth into the bridge"))?;
+        // A container reaching its own published port: the bridge must
+        // send the frame back out of the port it came in by.
+        sysctl(
+            &format!("/sys/class/net/{}/brport/hairpin_mode", a.host_if),
+            "1",
+        )
     })
     .inspect_err(|_| {
         let _ = delete_link(&a.host_if);
@@ -309,8 +325,7 @@ pub fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
 /// Leases of addresses, shared by every store on the host (the bridge is
 /// the host's): one file per address, made with O_EXCL, naming its holder.
 pub mod lease {
-    use std::fs::{self, OpenOptions};
-    use std::io::Write;
+    use std::fs;
     use std::net::Ipv4Addr;
     use std::path::{Path, PathBuf};
 
@@ -326,31 +341,44 @@ pub mod lease {
     pub fn take(network: &str, first: Ipv4Addr, last: Ipv4Addr, holder: &Path) -> Option<Ipv4Addr> {
         let d = dir(network);
         fs::create_dir_all(&d).ok()?;
-        for n in u32::from(first)..=u32::from(last) {
-            let ip = Ipv4Addr::from(n);
-            let f = d.join(ip.to_string());
-            for _ in 0..2 {
-                match OpenOptions::new().write(true).create_new(true).open(&f) {
-                    Ok(mut file) => {
-                        let _ = file.write_all(holder.as_os_str().as_encoded_bytes());
-                        return Some(ip);
-                    }
-                    Err(_) => {
-                        let owner = fs::read_to_string(&f).unwrap_or_default();
-                        if owner == holder.to_string_lossy() {
+        // The holder is written before the lease exists (a temp file
+        // linked into place), so no lease is ever seen empty.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let tmp = d.join(format!(
+            ".{}-{}.tmp",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        fs::write(&tmp, holder.as_os_str().as_encoded_bytes()).ok()?;
+        let got = (|| {
+            for n in u32::from(first)..=u32::from(last) {
+                let ip = Ipv4Addr::from(n);
+                let f = d.join(ip.to_string());
+                if fs::hard_link(&tmp, &f).is_ok() {
+                    return Some(ip);
+                }
+                let owner = fs::read_to_string(&f).unwrap_or_default();
+                if owner == holder.to_string_lossy() {
+                    return Some(ip);
+                }
+                // Held by something that is gone (a killed monitor):
+                // reclaimed under the host lock, so two claimants cannot
+                // both remove it and both think it theirs.
+                if !owner.is_empty() && !Path::new(&owner).exists() {
+                    let _host = crate::HostLock::take().ok()?;
+                    let again = fs::read_to_string(&f).unwrap_or_default();
+                    if again == owner {
+                        let _ = fs::remove_file(&f);
+                        if fs::hard_link(&tmp, &f).is_ok() {
                             return Some(ip);
                         }
-                        // Held by something that is gone (a killed monitor).
-                        if !owner.is_empty() && !Path::new(&owner).exists() {
-                            let _ = fs::remove_file(&f);
-                            continue;
-                        }
-                        break;
                     }
                 }
             }
-        }
-        None
+            None
+        })();
+        let _ = fs::remove_file(&tmp);
+        got
     }
 
     /// Gives back `ip` if `holder` has it.
@@ -385,9 +413,13 @@ pub mod lease {
     /// went with a reboot or a cleanup), as network/ip; removed when
     /// `remove`.
     pub fn stale(remove: bool) -> Vec<String> {
+        let _host = crate::HostLock::take();
         let mut out = Vec::new();
         for net in fs::read_dir(DIR).into_iter().flatten().flatten() {
             for f in fs::read_dir(net.path()).into_iter().flatten().flatten() {
+                if f.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
                 let owner = fs::read_to_string(f.path()).unwrap_or_default();
                 if owner.is_empty() || Path::new(&owner).exists() {
                     continue;

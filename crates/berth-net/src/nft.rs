@@ -76,10 +76,25 @@ pub fn ensure_network(
 ) -> Result<()> {
     ensure_base()?;
     let existing = list(&["-a", "list", "table", "ip", "berth"]);
-    if existing.contains(&format!("\"net:{tag}\"")) {
-        return Ok(());
-    }
     let mut s = String::new();
+    if !existing.contains("\"base:localnet\"") {
+        // route_localnet (which published ports on 127.0.0.1 need) would
+        // also let a container reach services on the host's loopback:
+        // only DNATed traffic may arrive there from outside lo. And a
+        // published port is reachable from every network (Docker's
+        // proxy makes it so), whatever isolates the networks otherwise.
+        s += &format!(
+            "add rule {TABLE} input iifname != \"lo\" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop comment \"base:localnet\"\n\
+             insert rule {TABLE} forward ct status dnat accept comment \"base:dnat\"\n"
+        );
+    }
+    if existing.contains(&format!("\"net:{tag}\"")) {
+        return if s.is_empty() {
+            Ok(())
+        } else {
+            nft(&s).map(drop)
+        };
+    }
     for other in ["br-*", "berth0"] {
         s += &format!(
             "add rule {TABLE} forward iifname \"{bridge}\" oifname != \"{bridge}\" oifname \"{other}\" drop comment \"net:{tag}\"\n"
@@ -94,8 +109,12 @@ pub fn ensure_network(
              add rule {TABLE} input iifname \"{bridge}\" drop comment \"net:{tag}\"\n"
         );
     } else {
+        // Outbound, and hairpin: a container reaching a published port
+        // of a neighbour through the host's address must see the answer
+        // come back the same way.
         s += &format!(
-            "add rule {TABLE} postrouting ip saddr {subnet}/{prefix} ip daddr != {subnet}/{prefix} masquerade comment \"net:{tag}\"\n"
+            "add rule {TABLE} postrouting ip saddr {subnet}/{prefix} ip daddr != {subnet}/{prefix} masquerade comment \"net:{tag}\"\n\
+             add rule {TABLE} postrouting oifname \"{bridge}\" ct status dnat ip saddr {subnet}/{prefix} masquerade comment \"net:{tag}\"\n"
         );
     }
     s += &format!(

@@ -66,6 +66,7 @@ pub struct Client {
     registry: String,
     plain_http: bool,
     insecure: bool,
+    extra_ca: Vec<Vec<u8>>,
 }
 
 /// Whether anything answers https at `registry` (any HTTP status will do).
@@ -137,10 +138,10 @@ impl Client {
             },
             accept_invalid_certificates: transport == Transport::Insecure,
             extra_root_certificates: extra_ca
-                .into_iter()
+                .iter()
                 .map(|data| oci_client::client::Certificate {
                     encoding: oci_client::client::CertificateEncoding::Pem,
-                    data,
+                    data: data.clone(),
                 })
                 .collect(),
             connect_timeout: Some(std::time::Duration::from_secs(30)),
@@ -161,6 +162,7 @@ impl Client {
             registry: registry.to_string(),
             plain_http,
             insecure: transport == Transport::Insecure,
+            extra_ca,
         })
     }
 
@@ -201,8 +203,13 @@ impl Client {
         let scheme = if plain_http { "http" } else { "https" };
         let url = format!("{scheme}://{host}/v2/");
         self.rt.block_on(async {
-            let http = reqwest::Client::builder()
-                .danger_accept_invalid_certs(self.insecure)
+            let mut b = reqwest::Client::builder().danger_accept_invalid_certs(self.insecure);
+            for pem in &self.extra_ca {
+                if let Ok(c) = reqwest::Certificate::from_pem(pem) {
+                    b = b.add_root_certificate(c);
+                }
+            }
+            let http = b
                 .build()
                 .map_err(|e| Error::Io(format!("http client: {e}")))?;
             let res = http

@@ -4,11 +4,14 @@
 //! Layout under the root (plain files, so a killed server leaves nothing
 //! half-written that a reader could see):
 //! - `blobs/<algorithm>/<hex>`: content, verified on upload
-//! - `repositories/<name>/tags/<tag>`: the manifest digest a tag names
-//! - `repositories/<name>/manifests/<algorithm>/<hex>`: the manifest's
+//! - `repositories/<name>/_tags/<tag>`: the manifest digest a tag names
+//! - `repositories/<name>/_manifests/<algorithm>/<hex>`: the manifest's
 //!   media type (its bytes are a blob)
-//! - `repositories/<name>/blobs/<algorithm>/<hex>`: blobs the repository
+//! - `repositories/<name>/_blobs/<algorithm>/<hex>`: blobs the repository
 //!   may serve (pushed or mounted there)
+//!
+//! (`_` cannot start a repository name component, so a repository named
+//! `a/tags` never lands in `a`'s own files.)
 //! - `uploads/<uuid>`: uploads in progress
 
 use std::collections::HashMap;
@@ -47,10 +50,50 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
-/// Accepts TLS connections; a failed handshake is logged and skipped.
+/// Hands out TLS connections whose handshakes finished: each handshake
+/// runs in a task of its own, so a client that never completes one holds
+/// up nobody else.
 struct TlsListener {
-    tcp: tokio::net::TcpListener,
-    tls: tokio_rustls::TlsAcceptor,
+    ready: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    fn new(
+        tcp: tokio::net::TcpListener,
+        tls: tokio_rustls::TlsAcceptor,
+    ) -> std::io::Result<TlsListener> {
+        let local = tcp.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (sock, addr) = match tcp.accept().await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        eprintln!("accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (tx, tls) = (tx.clone(), tls.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(sock))
+                        .await
+                    {
+                        Ok(Ok(s)) => {
+                            let _ = tx.send((s, addr)).await;
+                        }
+                        Ok(Err(e)) => eprintln!("TLS handshake with {addr}: {e}"),
+                        Err(_) => eprintln!("TLS handshake with {addr}: timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, local })
+    }
 }
 
 impl axum::serve::Listener for TlsListener {
@@ -58,27 +101,15 @@ impl axum::serve::Listener for TlsListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (sock, addr) = match self.tcp.accept().await {
-                Ok(v) => v,
-                Err(e) => {
-                    eprintln!("accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            match tokio::time::timeout(std::time::Duration::from_secs(10), self.tls.accept(sock))
-                .await
-            {
-                Ok(Ok(s)) => return (s, addr),
-                Ok(Err(e)) => eprintln!("TLS handshake with {addr}: {e}"),
-                Err(_) => eprintln!("TLS handshake with {addr}: timed out"),
-            }
+        match self.ready.recv().await {
+            Some(v) => v,
+            // The accepting task only ends with the runtime.
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
+        Ok(self.local)
     }
 }
 
@@ -107,6 +138,21 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, crate::Er
 struct Registry {
     root: PathBuf,
     users: Option<Htpasswd>,
+    /// Credentials bcrypt has accepted (their sha256): bcrypt is slow on
+    /// purpose, and a pull asks once per blob.
+    verified: std::sync::Mutex<std::collections::HashSet<Digest>>,
+    /// One request at a time per upload: a PUT must not hash a file a
+    /// PATCH is still appending to.
+    uploads: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Registry {
+    fn upload_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.uploads.lock().expect("not poisoned");
+        // Forget locks nobody holds or waits for.
+        m.retain(|_, l| Arc::strong_count(l) > 1);
+        m.entry(id.to_string()).or_default().clone()
+    }
 }
 
 /// A distribution-spec error response.
@@ -192,18 +238,18 @@ impl Registry {
     }
     fn repo_blob(&self, name: &str, d: &Digest) -> PathBuf {
         self.repo(name)
-            .join("blobs")
+            .join("_blobs")
             .join(d.algorithm().as_str())
             .join(d.hex())
     }
     fn manifest_mark(&self, name: &str, d: &Digest) -> PathBuf {
         self.repo(name)
-            .join("manifests")
+            .join("_manifests")
             .join(d.algorithm().as_str())
             .join(d.hex())
     }
     fn tag_path(&self, name: &str, tag: &str) -> PathBuf {
-        self.repo(name).join("tags").join(tag)
+        self.repo(name).join("_tags").join(tag)
     }
     fn upload(&self, id: &str) -> PathBuf {
         self.root.join("uploads").join(id)
@@ -214,21 +260,27 @@ impl Registry {
 async fn write_whole(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("paths under the root");
     fs::create_dir_all(dir).await?;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = dir.join(format!(
         ".tmp-{}-{}",
         std::process::id(),
-        path.file_name().unwrap_or_default().to_string_lossy()
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    fs::write(&tmp, data).await?;
-    fs::rename(&tmp, path).await
+    let r = async {
+        fs::write(&tmp, data).await?;
+        fs::rename(&tmp, path).await
+    }
+    .await;
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp).await;
+    }
+    r
 }
 
-fn new_upload_id() -> String {
+fn new_upload_id() -> std::io::Result<String> {
     let mut b = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut b);
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// Runs the registry until the process is stopped.
@@ -249,6 +301,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), crate::Error> {
     let state = Arc::new(Registry {
         root: opts.root.clone(),
         users,
+        verified: Default::default(),
+        uploads: Default::default(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -270,7 +324,11 @@ pub fn serve(opts: ServeOptions) -> Result<(), crate::Error> {
         );
         let app = Router::new().fallback(handle).with_state(state);
         let served = match tls {
-            Some(tls) => axum::serve(TlsListener { tcp: listener, tls }, app).await,
+            Some(tls) => {
+                let l = TlsListener::new(listener, tls)
+                    .map_err(|e| crate::Error::Io(format!("listen: {e}")))?;
+                axum::serve(l, app).await
+            }
             None => axum::serve(listener, app).await,
         };
         served.map_err(|e| crate::Error::Io(format!("serve: {e}")))
@@ -304,14 +362,26 @@ fn authorised(reg: &Registry, headers: &HeaderMap) -> bool {
     let Some(users) = &reg.users else {
         return true;
     };
-    headers
+    let Some(raw) = headers
         .get("Authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| crate::base64_decode(b.trim()))
-        .and_then(|raw| String::from_utf8(raw).ok())
+    else {
+        return false;
+    };
+    let key = Digest::sha256_of(&raw);
+    if reg.verified.lock().expect("not poisoned").contains(&key) {
+        return true;
+    }
+    let ok = String::from_utf8(raw)
+        .ok()
         .and_then(|s| s.split_once(':').map(|(u, p)| users.check(u, p)))
-        .unwrap_or(false)
+        .unwrap_or(false);
+    if ok {
+        reg.verified.lock().expect("not poisoned").insert(key);
+    }
+    ok
 }
 
 async fn route(
@@ -339,7 +409,13 @@ async fn route(
     if rest.is_empty() || rest == "/" {
         return Ok((StatusCode::OK, "{}").into_response());
     }
-    let rest = &rest[1..];
+    let Some(rest) = rest.strip_prefix('/') else {
+        return Err(fail(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "not a registry path",
+        ));
+    };
     if rest == "_catalog" {
         return catalog(reg, query).await;
     }
@@ -381,6 +457,7 @@ async fn route(
         ("upload", "PUT") => finish_upload(reg, &name, &arg, query, body).await,
         ("upload", "GET") => upload_status(reg, &name, &arg).await,
         ("upload", "DELETE") => {
+            upload_size(reg, &name, &arg).await?;
             let _ = fs::remove_file(reg.upload(&arg)).await;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
@@ -572,7 +649,7 @@ async fn start_upload(
             return Ok(created_blob(name, &digest));
         }
     }
-    let id = new_upload_id();
+    let id = new_upload_id().map_err(io_fail)?;
     let path = reg.upload(&id);
     fs::write(&path, b"").await.map_err(io_fail)?;
     // Monolithic: POST with ?digest= and the whole blob.
@@ -646,6 +723,8 @@ async fn finish_upload(
     query: &HashMap<String, String>,
     body: Body,
 ) -> Reply {
+    let lock = reg.upload_lock(id);
+    let _turn = lock.lock().await;
     upload_size(reg, name, id).await?;
     let Some(d) = query.get("digest") else {
         return Err(fail(
@@ -775,6 +854,17 @@ async fn put_manifest(
                 .map(str::to_string)
         })
         .unwrap_or_else(|| MANIFEST_TYPES[0].to_string());
+    // It is served back as a header: a media type, nothing else.
+    let media_ok = media.split_once('/').is_some_and(|(t, st)| {
+        !t.is_empty()
+            && !st.is_empty()
+            && media
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b))
+    });
+    if !media_ok {
+        return Err(invalid(format!("invalid media type {media:?}")));
+    }
     let digest = if reference.contains(':') {
         let d = parse_digest(reference)?;
         let mut h = Hasher::new(d.algorithm());
@@ -865,8 +955,12 @@ async fn put_manifest(
         .header("Location", format!("/v2/{name}/manifests/{digest}"))
         .header("Docker-Content-Digest", digest.to_string())
         .header("Content-Length", "0");
-    if let Some(s) = doc.pointer("/subject/digest").and_then(|v| v.as_str()) {
-        r = r.header("OCI-Subject", s);
+    if let Some(s) = doc
+        .pointer("/subject/digest")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<Digest>().ok())
+    {
+        r = r.header("OCI-Subject", s.to_string());
     }
     Ok(r.body(Body::empty()).expect("valid response"))
 }
@@ -874,6 +968,13 @@ async fn put_manifest(
 async fn delete_manifest(reg: &Registry, name: &str, reference: &str) -> Reply {
     if !reference.contains(':') {
         // Deleting a tag.
+        if !valid_tag(reference) {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "TAG_INVALID",
+                format!("invalid tag {reference:?}"),
+            ));
+        }
         return match fs::remove_file(reg.tag_path(name, reference)).await {
             Ok(()) => Ok(StatusCode::ACCEPTED.into_response()),
             Err(_) => Err(fail(
@@ -888,7 +989,7 @@ async fn delete_manifest(reg: &Registry, name: &str, reference: &str) -> Reply {
         .await
         .map_err(io_fail)?;
     // Tags that named it go with it.
-    if let Ok(mut dir) = fs::read_dir(reg.repo(name).join("tags")).await {
+    if let Ok(mut dir) = fs::read_dir(reg.repo(name).join("_tags")).await {
         while let Ok(Some(e)) = dir.next_entry().await {
             if fs::read_to_string(e.path())
                 .await
@@ -943,7 +1044,7 @@ async fn tags(reg: &Registry, name: &str, query: &HashMap<String, String>) -> Re
         ));
     }
     let mut all = Vec::new();
-    if let Ok(mut dir) = fs::read_dir(reg.repo(name).join("tags")).await {
+    if let Ok(mut dir) = fs::read_dir(reg.repo(name).join("_tags")).await {
         while let Ok(Some(e)) = dir.next_entry().await {
             let t = e.file_name().to_string_lossy().into_owned();
             if !t.starts_with('.') {
@@ -967,13 +1068,11 @@ async fn catalog(reg: &Registry, query: &HashMap<String, String>) -> Reply {
         while let Ok(Some(e)) = rd.next_entry().await {
             let p = e.path();
             let fname = e.file_name().to_string_lossy().into_owned();
-            if fname == "manifests" {
+            if fname == "_manifests" {
                 if let Ok(rel) = dir.strip_prefix(&base) {
                     names.push(rel.to_string_lossy().into_owned());
                 }
-            } else if !matches!(fname.as_str(), "tags" | "blobs")
-                && e.file_type().await.is_ok_and(|t| t.is_dir())
-            {
+            } else if !fname.starts_with('_') && e.file_type().await.is_ok_and(|t| t.is_dir()) {
                 stack.push(p);
             }
         }
@@ -988,7 +1087,7 @@ async fn referrers(reg: &Registry, name: &str, d: &str, query: &HashMap<String, 
     let subject = parse_digest(d)?;
     let mut out = Vec::new();
     for algo in ["sha256", "sha512"] {
-        let Ok(mut rd) = fs::read_dir(reg.repo(name).join("manifests").join(algo)).await else {
+        let Ok(mut rd) = fs::read_dir(reg.repo(name).join("_manifests").join(algo)).await else {
             continue;
         };
         while let Ok(Some(e)) = rd.next_entry().await {

@@ -132,6 +132,14 @@ fn publish_all_picks_ports_that_port_reports() {
         .find_map(|l| l.strip_prefix("80/tcp -> 0.0.0.0:"))
         .unwrap_or_else(|| panic!("{ports}"));
     assert_eq!(fetch(&format!("127.0.0.1:{http}")), "hello-page\n");
+    // A neighbour on the bridge reaches the published port through the
+    // host's address too (hairpin NAT), and so does the container itself.
+    let gw = s.ok(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", &id]);
+    let url = format!("http://{}:{http}/", gw.trim());
+    let peer = s.ok(&["run", "--rm", "busybox", "wget", "-qO-", &url]);
+    assert_eq!(peer, "hello-page\n");
+    let own = s.ok(&["exec", &id, "wget", "-qO-", &url]);
+    assert_eq!(own, "hello-page\n");
 }
 
 #[test]
@@ -378,7 +386,9 @@ fn connect_disconnect_fixed_address_mac_and_hosts() {
         .success());
     // A stopped container keeps what it was connected to for its next start.
     s.ok(&["stop", "-t", "0", &id]);
-    s.ok(&["network", "connect", "--alias", "later", "bridge", &id]);
+    let err = s.fails(&["network", "connect", "--alias", "later", "bridge", &id]);
+    assert!(err.contains("user defined networks"), "{err}");
+    s.ok(&["network", "connect", "bridge", &id]);
     s.ok(&["start", &id]);
     let addrs = s.ok(&["exec", &id, "ip", "-o", "-4", "addr"]);
     assert!(addrs.contains("eth0") && addrs.contains("eth1"), "{addrs}");

@@ -1380,6 +1380,30 @@ fn the_registry_server_speaks_the_distribution_spec() {
         "{body}"
     );
 
+    // Paths that climb out of the root are refused, and nothing outside
+    // is touched.
+    let outside = reg.root.path().join("outside");
+    std::fs::write(&outside, "keep").unwrap();
+    let (st, _, _) = http(
+        "DELETE",
+        a,
+        "/v2/spec/blob/blobs/uploads/../../../../outside",
+        &[],
+        b"",
+    );
+    assert_eq!(st, 404);
+    let (st, _, _) = http(
+        "DELETE",
+        a,
+        "/v2/spec/blob/manifests/../../../../../outside",
+        &[],
+        b"",
+    );
+    assert_eq!(st, 400);
+    assert!(outside.exists());
+    let (st, _, _) = http("GET", a, "/v2\u{e9}", &[], b"");
+    assert_eq!(st, 404);
+
     // Deleting a manifest takes its tags; deleting a blob makes it unknown.
     let (st, _, _) = http(
         "DELETE",

@@ -450,8 +450,9 @@ impl Monitor<'_> {
                         self.c.state.status = Status::Exited;
                         self.c.state.finished_at = time::now_nanos();
                     }
-                    self.save();
+                    // Undo first, so what is saved holds no ports it lost.
                     self.cleanup_run();
+                    self.save();
                     if self.c.spec.host.auto_remove {
                         let _ = self.engine.destroy_locked(&self.c, true);
                     }
