@@ -733,9 +733,12 @@ impl Engine {
         if let Ok(rt) = self.runtime_for(c) {
             let _ = rt.delete(&c.id);
         }
-        self.store.delete_container(&c.id)?;
+        // Files first, the record last: once `ps` no longer lists it,
+        // nothing of it is left; a removal cut short is finished by the
+        // next `rm`.
         let _ = fs::remove_dir_all(&p.run);
         remove_tree(&p.dir)?;
+        self.store.delete_container(&c.id)?;
         if volumes {
             for m in c.spec.mounts.iter().filter(|m| m.anonymous) {
                 let _ = self.remove_volume(&m.name, true);
