@@ -53,15 +53,20 @@ fn list(args: &[&str]) -> String {
 
 /// The table and its base chains (idempotent).
 pub fn ensure_base() -> Result<()> {
-    nft(&format!(
+    nft(&base_script()).map(drop)
+}
+
+/// The table and its base chains, as lines to begin a script with (each
+/// `nft` run costs a few milliseconds of a container's start).
+fn base_script() -> String {
+    format!(
         "add table {TABLE}\n\
          add chain {TABLE} prerouting {{ type nat hook prerouting priority dstnat; }}\n\
          add chain {TABLE} output {{ type nat hook output priority -100; }}\n\
          add chain {TABLE} postrouting {{ type nat hook postrouting priority srcnat; }}\n\
          add chain {TABLE} forward {{ type filter hook forward priority filter; }}\n\
          add chain {TABLE} input {{ type filter hook input priority filter; }}\n"
-    ))
-    .map(drop)
+    )
 }
 
 /// Masquerading for a network's outbound traffic (and for host loopback
@@ -74,9 +79,11 @@ pub fn ensure_network(
     prefix: u8,
     internal: bool,
 ) -> Result<()> {
-    ensure_base()?;
     let existing = list(&["-a", "list", "table", "ip", "berth"]);
     let mut s = String::new();
+    if !existing.contains("chain input {") {
+        s += &base_script();
+    }
     if !existing.contains("\"base:localnet\"") {
         // route_localnet (which published ports on 127.0.0.1 need) would
         // also let a container reach services on the host's loopback:
@@ -142,9 +149,9 @@ pub fn publish(tag: &str, ip: Ipv4Addr, ports: &[PortMap]) -> Result<()> {
     if ports.is_empty() {
         return Ok(());
     }
-    ensure_base()?;
     let chain = format!("ctr-{tag}");
-    let mut s = format!("add chain {TABLE} {chain}\nflush chain {TABLE} {chain}\n");
+    let mut s = base_script();
+    s += &format!("add chain {TABLE} {chain}\nflush chain {TABLE} {chain}\n");
     for p in ports {
         let dst = match p.host_ip {
             Some(h) if !h.is_unspecified() => format!("ip daddr {h} "),
@@ -166,17 +173,30 @@ pub fn publish(tag: &str, ip: Ipv4Addr, ports: &[PortMap]) -> Result<()> {
 
 /// Removes a container's rules and chain (quiet when there are none).
 pub fn unpublish(tag: &str) -> Result<()> {
-    remove_tagged(&format!("ctr:{tag}"))?;
+    // One listing serves both the jumps and the chain.
+    let listing = list(&["-a", "list", "table", "ip", "berth"]);
     let chain = format!("ctr-{tag}");
-    if list(&["list", "chains", "ip"]).contains(&format!("chain {chain} ")) {
-        nft(&format!("delete chain {TABLE} {chain}\n"))?;
+    let mut s = deletions(&listing, &format!("ctr:{tag}"));
+    if listing.contains(&format!("chain {chain} {{")) {
+        s += &format!("delete chain {TABLE} {chain}\n");
     }
-    Ok(())
+    if s.is_empty() {
+        return Ok(());
+    }
+    nft(&s).map(drop)
 }
 
 /// Deletes every rule of the table whose comment is `comment`.
 fn remove_tagged(comment: &str) -> Result<()> {
-    let listing = list(&["-a", "list", "table", "ip", "berth"]);
+    let s = deletions(&list(&["-a", "list", "table", "ip", "berth"]), comment);
+    if s.is_empty() {
+        return Ok(());
+    }
+    nft(&s).map(drop)
+}
+
+/// `delete rule` lines for the rules of `listing` commented `comment`.
+fn deletions(listing: &str, comment: &str) -> String {
     let mut chain = String::new();
     let mut s = String::new();
     let needle = format!("comment \"{comment}\"");
@@ -190,10 +210,7 @@ fn remove_tagged(comment: &str) -> Result<()> {
             }
         }
     }
-    if s.is_empty() {
-        return Ok(());
-    }
-    nft(&s).map(drop)
+    s
 }
 
 /// Tags of networks that have rules (for leftover checks).
