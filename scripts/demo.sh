@@ -66,3 +66,18 @@ berth port demo-www
 busybox wget -qO- http://127.0.0.1:18080/
 berth rm -f demo-www
 berth network rm demo-net
+
+# A registry on this machine: push the image built above's base there,
+# and pull it back under the registry's name.
+regdir=$(mktemp -d)
+berth registry serve --addr 127.0.0.1:15000 --root "$regdir" 2>/dev/null &
+regpid=$!
+sleep 1
+berth tag busybox 127.0.0.1:15000/demo/busybox:v1
+berth push 127.0.0.1:15000/demo/busybox:v1
+berth rmi 127.0.0.1:15000/demo/busybox:v1
+berth pull 127.0.0.1:15000/demo/busybox:v1
+berth run --rm 127.0.0.1:15000/demo/busybox:v1 echo "pulled from the registry"
+berth rmi 127.0.0.1:15000/demo/busybox:v1
+kill $regpid
+rm -rf "$regdir"

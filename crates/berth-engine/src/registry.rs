@@ -568,6 +568,8 @@ impl Engine {
                 todo.push((l.clone(), diff_id.clone()));
             }
         }
+        // Docker says "Already exists" and nothing more for those.
+        let fetching: Vec<Digest> = todo.iter().map(|(l, _)| l.digest.clone()).collect();
         let queue = Arc::new(Mutex::new(todo));
         let parallel = if opts.parallel == 0 {
             DEFAULT_PARALLEL
@@ -650,7 +652,9 @@ impl Engine {
                     unpack(&self.store, f, &l.digest, diff_id)?
                 }
             };
-            progress(PullEvent::PullComplete(short(&l.digest)));
+            if fetching.contains(&l.digest) {
+                progress(PullEvent::PullComplete(short(&l.digest)));
+            }
             layers.push(LayerRef {
                 diff_id: diff_id.clone(),
                 blob: l.digest.clone(),
