@@ -211,13 +211,9 @@ fn login_domain(server: Option<&str>) -> String {
     }
 }
 
-/// Credentials for `domain` from config.json: a credential helper named
-/// for it (or for every registry), else an `auths` entry.
-fn credentials(domain: &str) -> Auth {
-    let Some(cfg) = docker_config() else {
-        return Auth::Anonymous;
-    };
-    let keys: Vec<String> = if domain == "docker.io" {
+/// The keys config.json may know a registry by, Docker's first.
+fn auth_keys(domain: &str) -> Vec<String> {
+    if domain == "docker.io" {
         vec![
             "https://index.docker.io/v1/".into(),
             "index.docker.io".into(),
@@ -230,14 +226,54 @@ fn credentials(domain: &str) -> Auth {
             format!("http://{domain}"),
             format!("https://{domain}/v1/"),
         ]
-    };
-    let helper = keys
+    }
+}
+
+/// The credential helper config.json names for `domain` (its own, else
+/// the store for every registry).
+fn helper_for(cfg: &serde_json::Value, domain: &str) -> Option<String> {
+    auth_keys(domain)
         .iter()
         .find_map(|k| cfg.pointer(&format!("/credHelpers/{}", k.replace('/', "~1"))))
         .or_else(|| cfg.get("credsStore"))
-        .and_then(|h| h.as_str());
-    if let Some(h) = helper {
-        if let Some(a) = helper_get(h, &keys[0]) {
+        .and_then(|h| h.as_str())
+        .map(str::to_string)
+}
+
+/// Runs `docker-credential-<helper> <verb>` with `input` on stdin.
+fn helper_run(helper: &str, verb: &str, input: &str) -> Result<()> {
+    let name = format!("docker-credential-{helper}");
+    let mut child = std::process::Command::new(&name)
+        .arg(verb)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::InvalidArgument(format!("credential helper {name}: {e}")))?;
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(input.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Internal(format!("credential helper {name}: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::InvalidArgument(format!(
+            "credential helper {name} {verb}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Credentials for `domain` from config.json: a credential helper named
+/// for it (or for every registry), else an `auths` entry.
+fn credentials(domain: &str) -> Auth {
+    let Some(cfg) = docker_config() else {
+        return Auth::Anonymous;
+    };
+    let keys = auth_keys(domain);
+    if let Some(h) = helper_for(&cfg, domain) {
+        if let Some(a) = helper_get(&h, &keys[0]) {
             return a;
         }
     }
@@ -410,9 +446,23 @@ impl Engine {
         client
             .check_login()
             .map_err(|e| reg_err(&format!("login to {domain}"), e))?;
-        let entry = berth_registry::base64_encode(format!("{user}:{password}").as_bytes());
+        // With a credential helper configured, the secret goes to it and
+        // config.json only notes the registry, as Docker does.
+        let key = auth_key(&domain);
+        let helper = docker_config().and_then(|c| helper_for(&c, &domain));
+        let entry = match &helper {
+            Some(h) => {
+                let msg =
+                    serde_json::json!({"ServerURL": key, "Username": user, "Secret": password});
+                helper_run(h, "store", &msg.to_string())?;
+                serde_json::json!({})
+            }
+            None => serde_json::json!({
+                "auth": berth_registry::base64_encode(format!("{user}:{password}").as_bytes())
+            }),
+        };
         edit_docker_config(|cfg| {
-            cfg["auths"][auth_key(&domain)] = serde_json::json!({ "auth": entry });
+            cfg["auths"][key.clone()] = entry;
         })?;
         Ok(domain)
     }
@@ -421,9 +471,14 @@ impl Engine {
     pub fn logout(&self, server: Option<&str>) -> Result<(String, bool)> {
         let domain = login_domain(server);
         let key = auth_key(&domain);
-        let had = docker_config()
+        let cfg = docker_config();
+        let mut had = cfg
+            .as_ref()
             .and_then(|c| c.get("auths").and_then(|a| a.get(&key)).cloned())
             .is_some();
+        if let Some(h) = cfg.as_ref().and_then(|c| helper_for(c, &domain)) {
+            had |= helper_run(&h, "erase", &key).is_ok();
+        }
         if had {
             edit_docker_config(|cfg| {
                 if let Some(a) = cfg.get_mut("auths").and_then(|a| a.as_object_mut()) {

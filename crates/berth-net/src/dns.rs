@@ -221,7 +221,15 @@ fn local_answer(query: &[u8], networks: &[String]) -> Option<Vec<u8>> {
     // A name of ours has no records of other types (AAAA, MX): an empty
     // answer, not a relay that would leak the name upstream.
     let rr: Vec<(u16, Vec<u8>)> = if q.qtype == TYPE_A {
+        // What fits a plain 512-byte UDP answer (there is no TCP to retry
+        // over), starting at a random one so that many containers behind
+        // one alias share the load, as round-robin DNS does.
+        let fit = (512usize.saturating_sub(q.end) / 16).max(1);
+        let start = random_u16() as usize % ips.len();
         ips.iter()
+            .cycle()
+            .skip(start)
+            .take(ips.len().min(fit))
             .map(|ip| (TYPE_A, ip.octets().to_vec()))
             .collect()
     } else {
@@ -436,6 +444,27 @@ mod tests {
         );
         assert_eq!(ptr_address("3.2.1.in-addr.arpa"), None);
         assert_eq!(ptr_address("example.com"), None);
+    }
+
+    #[test]
+    fn many_addresses_fit_a_udp_answer() {
+        let dir = format!("test-many-{}", std::process::id());
+        let names = vec!["many".to_string()];
+        for i in 0..40u8 {
+            publish(
+                &dir,
+                &format!("c{i}"),
+                Ipv4Addr::new(10, 0, 0, i + 1),
+                &names,
+            )
+            .unwrap();
+        }
+        let q = query("many", TYPE_A);
+        let a = local_answer(&q, std::slice::from_ref(&dir)).unwrap();
+        remove_network(&dir);
+        assert!(a.len() <= 512, "{}", a.len());
+        let n = u16::from_be_bytes([a[6], a[7]]);
+        assert!((20..=31).contains(&n), "{n} answers");
     }
 
     #[test]

@@ -913,14 +913,18 @@ fn credentials_come_from_a_credential_helper_and_zstd_layers_travel() {
     let dir = tempfile::tempdir().unwrap();
     let h = htpasswd_file(dir.path(), "carol", "from-helper");
     let reg = Registry::berth(Some(&h));
-    // A credential helper as Docker runs them: `get`, the server on stdin.
+    // A credential helper as Docker runs them (`get`/`erase` with the
+    // server on stdin, `store` with JSON), keeping what it is given in a
+    // file.
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let helper = bin.join("docker-credential-berthtest");
+    let kept = dir.path().join("kept.json");
     std::fs::write(
         &helper,
         format!(
-            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{}\" ] || exit 1\necho '{{\"ServerURL\":\"'$server'\",\"Username\":\"carol\",\"Secret\":\"from-helper\"}}'\n",
+            "#!/bin/sh\nf={}\ncase \"$1\" in\nget) read server; [ \"$server\" = \"{}\" ] && [ -f \"$f\" ] && cat \"$f\" ;;\nstore) cat > \"$f\" ;;\nerase) read server; rm \"$f\" ;;\n*) exit 1 ;;\nesac\n",
+            kept.display(),
             reg.addr
         ),
     )
@@ -954,8 +958,30 @@ fn credentials_come_from_a_credential_helper_and_zstd_layers_travel() {
         String::from_utf8(o.stdout).unwrap()
     };
 
-    // A zstd-compressed image, pushed and pulled with the helper's login.
+    // Nothing kept yet: refused. A login goes to the helper, not to
+    // config.json.
     let a = store();
+    let o = a
+        .cmd(&["pull", &format!("{}/zstd/app:v0", reg.addr)])
+        .env("DOCKER_CONFIG", &cfg)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    run(
+        &a,
+        &["login", "-u", "carol", "-p", "from-helper", &reg.addr],
+    );
+    assert!(std::fs::read_to_string(&kept)
+        .unwrap()
+        .contains("from-helper"));
+    let saved = std::fs::read_to_string(cfg.join("config.json")).unwrap();
+    assert!(
+        !saved.contains("\"auth\"") && saved.contains("credHelpers"),
+        "{saved}"
+    );
+
+    // A zstd-compressed image, pushed and pulled with the helper's login.
     let ctx = dir.path().join("ctx");
     std::fs::create_dir(&ctx).unwrap();
     std::fs::write(
@@ -979,9 +1005,15 @@ fn credentials_come_from_a_credential_helper_and_zstd_layers_travel() {
     assert_eq!(b.ok(&["run", "--rm", &name, "cat", "/z"]), "squeezed\n");
     let manifest = run(&b, &["manifest", "inspect", &name]);
     assert!(manifest.contains("tar+zstd"), "{manifest}");
-    // Without the helper there are no credentials.
+    // Without the helper there are no credentials; logout erases them.
     let c = TestStore::new();
     assert!(!c.run(&["pull", &name]).status.success());
+    let out = run(&a, &["logout", &reg.addr]);
+    assert_eq!(
+        out,
+        format!("Removing login credentials for {}\n", reg.addr)
+    );
+    assert!(!kept.exists());
 }
 
 fn b64(data: &[u8], url: bool) -> String {
