@@ -69,6 +69,24 @@ impl Cgroup {
         self.dir("pids").exists() || self.dir("memory").exists()
     }
 
+    /// Removes the (empty) cgroup from every hierarchy: what the runtime
+    /// leaves when its own state is gone (a wiped runroot). A cgroup that
+    /// still holds processes stays; so does one that is not there.
+    pub fn remove(&self) {
+        let dirs: Vec<PathBuf> = match self.version {
+            Version::V1 => fs::read_dir(ROOT)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path().join(&self.rel))
+                .collect(),
+            Version::V2 => vec![self.dir("")],
+        };
+        for d in dirs {
+            let _ = fs::remove_dir(d);
+        }
+    }
+
     /// Times the OOM killer killed a process in this cgroup.
     pub fn oom_kills(&self) -> u64 {
         match self.version {

@@ -514,6 +514,10 @@ fn killed_monitor_and_reboot_show_exited() {
     assert!(s
         .ok(&["ps", "-a", "--format", "{{.Status}}"])
         .starts_with("Exited (255)"));
+    // The runtime's state went with the run dir; rm still takes the cgroup.
+    s.ok(&["rm", &id]);
+    let cg = Path::new("/sys/fs/cgroup/pids/berth").join(&id);
+    wait_for("the cgroup to go", || !cg.exists());
 }
 
 #[test]

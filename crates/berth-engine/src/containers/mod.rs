@@ -733,6 +733,8 @@ impl Engine {
         if let Ok(rt) = self.runtime_for(c) {
             let _ = rt.delete(&c.id);
         }
+        // The runtime removes the cgroup, unless its state went missing.
+        berth_runtime::cgroup::Cgroup::new(&format!("/berth/{}", c.id)).remove();
         // Files first, the record last: once `ps` no longer lists it,
         // nothing of it is left; a removal cut short is finished by the
         // next `rm`.
