@@ -304,7 +304,7 @@ impl Engine {
 
     /// The bridge and its rules (again after a reboot took them).
     pub(crate) fn ensure_net_devices(&self, net: &NetInfo) -> Result<()> {
-        berth_net::ensure_bridge_with(&net.bridge, net.gateway, net.prefix, net.internal)
+        berth_net::ensure_bridge(&net.bridge, net.gateway, net.prefix, net.internal)
             .map_err(net_err)?;
         nft::ensure_network(
             &net.id[..12],

@@ -129,14 +129,10 @@ pub fn loopback_up(netns: &Path) -> Result<()> {
 }
 
 /// Creates the bridge `name` with `gateway/prefix` if it is missing, and
-/// lets published ports reach it from the host's loopback.
-pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
-    ensure_bridge_with(name, gateway, prefix, false)
-}
-
-/// [`ensure_bridge`]; `no_ipv6` takes IPv6 off the bridge (an internal
-/// network must not reach the host by its link-local address either).
-pub fn ensure_bridge_with(name: &str, gateway: Ipv4Addr, prefix: u8, no_ipv6: bool) -> Result<()> {
+/// lets published ports reach it from the host's loopback. `no_ipv6`
+/// takes IPv6 off it (an internal network must not reach the host by its
+/// link-local address either).
+pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8, no_ipv6: bool) -> Result<()> {
     on_thread(None, |rt| {
         let h = handle(rt)?;
         if index(name).is_none() {

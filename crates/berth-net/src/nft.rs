@@ -51,13 +51,8 @@ fn list(args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-/// The table and its base chains (idempotent).
-pub fn ensure_base() -> Result<()> {
-    nft(&base_script()).map(drop)
-}
-
-/// The table and its base chains, as lines to begin a script with (each
-/// `nft` run costs a few milliseconds of a container's start).
+/// The table and its base chains (idempotent), as lines to begin a script
+/// with: each `nft` run costs a few milliseconds of a container's start.
 fn base_script() -> String {
     format!(
         "add table {TABLE}\n\
@@ -211,19 +206,6 @@ fn deletions(listing: &str, comment: &str) -> String {
         }
     }
     s
-}
-
-/// Tags of networks that have rules (for leftover checks).
-pub fn network_tags() -> Vec<String> {
-    let mut tags: Vec<String> = list(&["list", "table", "ip", "berth"])
-        .split("comment \"net:")
-        .skip(1)
-        .filter_map(|r| r.split('"').next())
-        .map(str::to_string)
-        .collect();
-    tags.sort();
-    tags.dedup();
-    tags
 }
 
 /// Tags of containers that still have rules (for leftover checks).

@@ -52,7 +52,7 @@ fn veth_on_a_bridge_and_a_published_port() {
     let gw = Ipv4Addr::new(10, 213, n as u8, 1);
     let ip = Ipv4Addr::new(10, 213, n as u8, 2);
     berth_net::create_netns(&c.netns).unwrap();
-    berth_net::ensure_bridge(&c.bridge, gw, 24).unwrap();
+    berth_net::ensure_bridge(&c.bridge, gw, 24, false).unwrap();
     berth_net::attach(
         &c.netns,
         &Attachment {
