@@ -125,7 +125,7 @@ pub(crate) fn parse_publish(specs: &[String]) -> Result<BTreeMap<String, Vec<Por
     Ok(out)
 }
 
-fn net_err(e: berth_net::Error) -> Error {
+pub(crate) fn net_err(e: berth_net::Error) -> Error {
     Error::Internal(format!("network: {e}"))
 }
 
@@ -135,6 +135,21 @@ pub(crate) fn netns_path(paths: &Paths) -> PathBuf {
 
 fn endpoints_dir(paths: &Paths) -> PathBuf {
     paths.run.join("endpoints")
+}
+
+/// Whether `ip` is a host address of `subnet/prefix` (in it, and neither
+/// its network nor its broadcast address).
+pub(crate) fn is_host_address(ip: Ipv4Addr, subnet: Ipv4Addr, prefix: u8) -> bool {
+    let broadcast = u32::from(subnet) | (u32::MAX >> prefix);
+    berth_net::overlaps((ip, 32), (subnet, prefix)) && ip != subnet && u32::from(ip) != broadcast
+}
+
+/// The names a container answers to on a network: its name, short id and
+/// aliases.
+fn dns_names(c: &Container, aliases: &[String]) -> Vec<String> {
+    let mut names = vec![c.name.clone(), c.id[..12].to_string()];
+    names.extend(aliases.iter().cloned());
+    names
 }
 
 /// The host end of a container's n-th interface (at most 15 bytes).
@@ -200,15 +215,6 @@ fn reserve(ip: Ipv4Addr, port: u16, proto: &str) -> Result<(OwnedFd, u16)> {
     Ok((fd, got.port()))
 }
 
-/// The nameservers of a resolv.conf text.
-fn nameservers(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .map(|r| r.trim().to_string())
-        .filter(|r| !r.is_empty())
-        .collect()
-}
-
 fn is_loopback(server: &str) -> bool {
     server
         .parse::<std::net::IpAddr>()
@@ -236,37 +242,37 @@ impl Engine {
     pub(crate) fn resolv_plan(&self, c: &Container, endpoints: &[Endpoint]) -> ResolvPlan {
         let h = &c.spec.host;
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        if h.network_mode == "host" && h.dns.is_empty() && h.dns_search.is_empty() {
+        let host_mode = h.network_mode == "host";
+        if host_mode && h.dns.is_empty() && h.dns_search.is_empty() {
             return ResolvPlan {
                 text: host,
                 resolver: None,
             };
         }
-        let host_servers = nameservers(&host);
+        // The words of the host's lines starting with `key`.
+        let host_words = |key: &str| -> Vec<String> {
+            host.lines()
+                .filter_map(|l| l.trim().strip_prefix(key))
+                .flat_map(|r| r.split_whitespace().map(str::to_string))
+                .collect()
+        };
         let servers: Vec<String> = if h.dns.is_empty() {
-            host_servers.clone()
+            host_words("nameserver")
         } else {
             h.dns.clone()
         };
         let search: Vec<String> = if h.dns_search.is_empty() {
-            host.lines()
-                .filter_map(|l| l.trim().strip_prefix("search"))
-                .flat_map(|r| r.split_whitespace().map(str::to_string))
-                .collect()
+            host_words("search")
         } else {
             h.dns_search.iter().filter(|s| *s != ".").cloned().collect()
         };
         let mut options: Vec<String> = if h.dns_options.is_empty() {
-            host.lines()
-                .filter_map(|l| l.trim().strip_prefix("options"))
-                .flat_map(|r| r.split_whitespace().map(str::to_string))
-                .collect()
+            host_words("options")
         } else {
             h.dns_options.clone()
         };
         let own_netns = !endpoints.is_empty();
         let user_net = endpoints.iter().any(|e| e.dns);
-        let host_mode = h.network_mode == "host";
         let reachable: Vec<&String> = servers
             .iter()
             .filter(|s| host_mode || !is_loopback(s))
@@ -418,26 +424,25 @@ impl Engine {
         let ns = netns_path(paths);
         let base = u32::from(net.subnet);
         let broadcast = base | (u32::MAX >> net.prefix);
-        let (first, last) = if cfg.ipv4_address.is_empty() {
-            (Ipv4Addr::from(base + 1), Ipv4Addr::from(broadcast - 1))
+        let gw = u32::from(net.gateway);
+        // The host addresses around the gateway, which is not for lease.
+        let ranges = if cfg.ipv4_address.is_empty() {
+            vec![(base + 1, gw - 1), (gw + 1, broadcast - 1)]
         } else {
             let ip: Ipv4Addr = cfg.ipv4_address.parse().map_err(|_| {
                 Error::InvalidArgument(format!("invalid IPv4 address: {}", cfg.ipv4_address))
             })?;
-            if !berth_net::overlaps((ip, 32), (net.subnet, net.prefix))
-                || u32::from(ip) == base
-                || u32::from(ip) == broadcast
-            {
+            if !is_host_address(ip, net.subnet, net.prefix) || ip == net.gateway {
                 return Err(Error::InvalidArgument(format!(
                     "no configured subnet contains IP address {ip}"
                 )));
             }
-            (ip, ip)
+            vec![(u32::from(ip), u32::from(ip))]
         };
-        let ip = (u32::from(first)..=u32::from(last))
-            .map(Ipv4Addr::from)
-            .filter(|ip| *ip != net.gateway)
-            .find_map(|ip| berth_net::lease::take(&net.id, ip, ip, &ns))
+        let ip = ranges
+            .into_iter()
+            .filter(|(a, b)| a <= b)
+            .find_map(|(a, b)| berth_net::lease::take(&net.id, a.into(), b.into(), &ns))
             .ok_or_else(|| {
                 if cfg.ipv4_address.is_empty() {
                     Error::Conflict(format!(
@@ -485,9 +490,7 @@ impl Engine {
             .map_err(net_err)?;
             write_endpoint(paths, &ep)?;
             if net.dns {
-                let mut names = vec![c.name.clone(), c.id[..12].to_string()];
-                names.extend(ep.aliases.iter().cloned());
-                berth_net::dns::publish(&net.id, &c.id, ip, &names)
+                berth_net::dns::publish(&net.id, &c.id, ip, &dns_names(c, &ep.aliases))
                     .map_err(Error::io("record the DNS name of", &c.name))?;
             }
             Ok(ep)
@@ -506,9 +509,7 @@ impl Engine {
             let Ok(ip) = ep.ip_address.parse() else {
                 continue;
             };
-            let mut names = vec![c.name.clone(), c.id[..12].to_string()];
-            names.extend(ep.aliases.iter().cloned());
-            let _ = berth_net::dns::publish(&ep.network_id, &c.id, ip, &names);
+            let _ = berth_net::dns::publish(&ep.network_id, &c.id, ip, &dns_names(c, &ep.aliases));
         }
     }
 

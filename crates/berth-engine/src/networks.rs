@@ -13,8 +13,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::containers::Container;
-use crate::network::{netns_path, read_endpoints, Endpoint, EndpointConfig};
+use crate::network::{
+    is_host_address, net_err, netns_path, read_endpoints, Endpoint, EndpointConfig,
+};
 use crate::{Engine, Error, Result};
+
+const HOST_NETWORK: &str =
+    "container cannot be disconnected from host network or connected to host network";
 
 /// The device of the default network, as docker0 is Docker's.
 pub(crate) const BRIDGE: &str = "berth0";
@@ -79,6 +84,31 @@ pub(crate) struct NetInfo {
     pub dns: bool,
 }
 
+impl NetInfo {
+    fn of(id: &str, name: &str, cfg: &NetworkConfig) -> NetInfo {
+        NetInfo {
+            id: id.to_string(),
+            name: name.to_string(),
+            bridge: cfg.bridge.clone(),
+            subnet: cfg.subnet,
+            prefix: cfg.prefix,
+            gateway: cfg.gateway,
+            internal: cfg.internal,
+            dns: true,
+        }
+    }
+}
+
+/// The first candidate subnet that overlaps none of `taken`.
+fn first_free(
+    candidates: impl IntoIterator<Item = (Ipv4Addr, u8)>,
+    taken: &[(Ipv4Addr, u8)],
+) -> Option<(Ipv4Addr, u8)> {
+    candidates
+        .into_iter()
+        .find(|c| !taken.iter().any(|t| berth_net::overlaps(*t, *c)))
+}
+
 pub(crate) fn random_id() -> String {
     let r = crate::containers::random_u64;
     format!("{:016x}{:016x}{:016x}{:016x}", r(), r(), r(), r())
@@ -99,10 +129,6 @@ fn builtin_driver(name: &str) -> Option<&'static str> {
         "none" => Some("null"),
         _ => None,
     }
-}
-
-fn net_err(e: berth_net::Error) -> Error {
-    Error::Internal(format!("network: {e}"))
 }
 
 fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8)> {
@@ -204,12 +230,9 @@ impl Engine {
         {
             return Ok((n, p));
         }
-        let routes = routes_except(BRIDGE);
-        let taken = self.stored_subnets()?;
-        std::iter::once(DEFAULT_POOL)
-            .chain(Self::pool())
-            .find(|c| !routes.iter().chain(&taken).any(|r| berth_net::overlaps(*r, *c)))
-            .ok_or_else(|| {
+        let mut taken = routes_except(BRIDGE);
+        taken.extend(self.stored_subnets()?);
+        first_free(std::iter::once(DEFAULT_POOL).chain(Self::pool()), &taken).ok_or_else(|| {
                 Error::Internal(
                     "no free private subnet for the bridge network: every candidate overlaps a host route"
                         .into(),
@@ -290,16 +313,7 @@ impl Engine {
             .find(|r| r.name == name || r.id == name)
             .ok_or_else(|| Error::NotFound(format!("network {name} not found")))?;
         let (_, cfg) = self.row_network(&row)?;
-        Ok(NetInfo {
-            id: row.id,
-            name: row.name,
-            bridge: cfg.bridge,
-            subnet: cfg.subnet,
-            prefix: cfg.prefix,
-            gateway: cfg.gateway,
-            internal: cfg.internal,
-            dns: true,
-        })
+        Ok(NetInfo::of(&row.id, &row.name, &cfg))
     }
 
     /// The bridge and its rules (again after a reboot took them).
@@ -364,22 +378,14 @@ impl Engine {
         // Choosing a subnet and making its bridge is one step for every
         // berth on the host: the bridge's route is what the next one sees.
         let _host = berth_net::HostLock::take().map_err(net_err)?;
-        let routes = routes_except("");
-        let mut taken = self.stored_subnets()?;
+        let mut taken = routes_except("");
+        taken.extend(self.stored_subnets()?);
         taken.push(self.default_subnet().unwrap_or(DEFAULT_POOL));
         let (subnet, prefix) = match &o.subnet {
-            Some(s) => {
-                let c = parse_cidr(s)?;
-                if routes.iter().chain(&taken).any(|r| berth_net::overlaps(*r, c)) {
-                    return Err(Error::Conflict(
-                        "Pool overlaps with other one on this address space".into(),
-                    ));
-                }
-                c
-            }
-            None => Self::pool()
-                .find(|c| !routes.iter().chain(&taken).any(|r| berth_net::overlaps(*r, *c)))
-                .ok_or_else(|| {
+            Some(s) => first_free([parse_cidr(s)?], &taken).ok_or_else(|| {
+                Error::Conflict("Pool overlaps with other one on this address space".into())
+            })?,
+            None => first_free(Self::pool(), &taken).ok_or_else(|| {
                     Error::Conflict(
                         "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into(),
                     )
@@ -390,11 +396,7 @@ impl Engine {
                 let ip: Ipv4Addr = g
                     .parse()
                     .map_err(|_| Error::InvalidArgument(format!("invalid gateway address {g}")))?;
-                let broadcast = u32::from(subnet) | (u32::MAX >> prefix);
-                if !berth_net::overlaps((ip, 32), (subnet, prefix))
-                    || ip == subnet
-                    || u32::from(ip) == broadcast
-                {
+                if !is_host_address(ip, subnet, prefix) {
                     return Err(Error::InvalidArgument(format!(
                         "invalid gateway address {g}: it is not a host address of subnet {subnet}/{prefix}"
                     )));
@@ -419,16 +421,7 @@ impl Engine {
             created: time::now_nanos(),
             config: serde_json::to_string(&cfg).expect("serialises"),
         };
-        let info = NetInfo {
-            id: id.clone(),
-            name: o.name.clone(),
-            bridge: cfg.bridge.clone(),
-            subnet,
-            prefix,
-            gateway,
-            internal: o.internal,
-            dns: true,
-        };
+        let info = NetInfo::of(&id, &o.name, &cfg);
         let made = self
             .ensure_net_devices(&info)
             .and_then(|_| Ok(self.store.put_network(&row)?));
@@ -552,10 +545,7 @@ impl Engine {
         let mut c = self.container(container)?;
         let mode = c.spec.host.network_mode.clone();
         if n.name == "host" || mode == "host" {
-            return Err(Error::Conflict(
-                "container cannot be disconnected from host network or connected to host network"
-                    .into(),
-            ));
+            return Err(Error::Conflict(HOST_NETWORK.into()));
         }
         if n.name == "none" || mode == "none" {
             return Err(Error::Conflict(
@@ -605,10 +595,7 @@ impl Engine {
         let n = self.network(key)?;
         let mut c = self.container(container)?;
         if n.name == "host" || c.spec.host.network_mode == "host" {
-            return Err(Error::Conflict(
-                "container cannot be disconnected from host network or connected to host network"
-                    .into(),
-            ));
+            return Err(Error::Conflict(HOST_NETWORK.into()));
         }
         let paths = self.paths(&c.id);
         let ep = read_endpoints(&paths)
