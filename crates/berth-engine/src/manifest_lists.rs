@@ -9,6 +9,7 @@ use berth_oci::{media, Digest, Platform, Reference};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::registry::tag_or_digest;
 use crate::{Engine, Error, Result};
 
 /// One image of a list being made.
@@ -39,22 +40,6 @@ pub struct Annotation {
     pub variant: Option<String>,
     pub os_version: Option<String>,
     pub os_features: Vec<String>,
-}
-
-fn normal(name: &str) -> Result<Reference> {
-    let r = Reference::parse(name)?;
-    Ok(if r.tag().is_none() && r.digest().is_none() {
-        r.with_tag("latest")?
-    } else {
-        r
-    })
-}
-
-fn tag_or_digest(r: &Reference) -> String {
-    r.digest()
-        .map(|d| d.to_string())
-        .or_else(|| r.tag().map(str::to_string))
-        .unwrap_or_else(|| "latest".into())
 }
 
 impl Engine {
@@ -94,7 +79,7 @@ impl Engine {
 
     /// The manifest of a remote image and the platform its config says.
     fn remote_entry(&self, name: &str, insecure: bool) -> Result<Entry> {
-        let r = normal(name)?;
+        let r = Reference::parse(name)?;
         let client = self.client_for(r.domain(), insecure, None)?;
         let (bytes, media_type, digest) =
             self.fetch_manifest(&client, r.path(), &tag_or_digest(&r))?;
@@ -133,7 +118,7 @@ impl Engine {
         amend: bool,
         insecure: bool,
     ) -> Result<String> {
-        let r = normal(list)?;
+        let r = Reference::parse(list)?;
         let mut l = match self.load_list(&r)? {
             Some(_) if !amend => {
                 return Err(Error::Conflict(format!(
@@ -157,11 +142,11 @@ impl Engine {
 
     /// `manifest annotate LIST IMAGE`.
     pub fn manifest_annotate(&self, list: &str, image: &str, a: &Annotation) -> Result<()> {
-        let r = normal(list)?;
+        let r = Reference::parse(list)?;
         let mut l = self
             .load_list(&r)?
             .ok_or_else(|| Error::NotFound(format!("No such manifest: {r}")))?;
-        let target = normal(image)?;
+        let target = Reference::parse(image)?;
         let e = l
             .entries
             .iter_mut()
@@ -217,7 +202,7 @@ impl Engine {
 
     /// `manifest inspect`: a list being made, else the remote document.
     pub fn manifest_inspect(&self, name: &str, insecure: bool) -> Result<Value> {
-        let r = normal(name)?;
+        let r = Reference::parse(name)?;
         if let Some(l) = self.load_list(&r)? {
             return Ok(Self::index_of(&l));
         }
@@ -230,7 +215,7 @@ impl Engine {
     /// `manifest push [--purge] LIST`: the images' manifests (and their
     /// blobs, mounted) into the list's repository, then the list.
     pub fn manifest_push(&self, list: &str, purge: bool, insecure: bool) -> Result<Digest> {
-        let r = normal(list)?;
+        let r = Reference::parse(list)?;
         let l = self
             .load_list(&r)?
             .ok_or_else(|| Error::NotFound(format!("No such manifest: {r}")))?;
@@ -282,7 +267,7 @@ impl Engine {
 
     /// `manifest rm`.
     pub fn manifest_rm(&self, list: &str) -> Result<()> {
-        let r = normal(list)?;
+        let r = Reference::parse(list)?;
         fs::remove_file(self.list_path(&r))
             .map_err(|_| Error::NotFound(format!("No such manifest: {r}")))
     }

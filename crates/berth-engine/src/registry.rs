@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Seek, Write};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -213,20 +213,17 @@ fn login_domain(server: Option<&str>) -> String {
 
 /// The keys config.json may know a registry by, Docker's first.
 fn auth_keys(domain: &str) -> Vec<String> {
+    let mut keys = vec![auth_key(domain)];
     if domain == "docker.io" {
-        vec![
-            "https://index.docker.io/v1/".into(),
-            "index.docker.io".into(),
-            "docker.io".into(),
-        ]
+        keys.extend(["index.docker.io".into(), "docker.io".into()]);
     } else {
-        vec![
-            domain.to_string(),
+        keys.extend([
             format!("https://{domain}"),
             format!("http://{domain}"),
             format!("https://{domain}/v1/"),
-        ]
+        ]);
     }
+    keys
 }
 
 /// The credential helper config.json names for `domain` (its own, else
@@ -240,13 +237,14 @@ fn helper_for(cfg: &serde_json::Value, domain: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Runs `docker-credential-<helper> <verb>` with `input` on stdin.
-fn helper_run(helper: &str, verb: &str, input: &str) -> Result<()> {
+/// Runs `docker-credential-<helper> <verb>` with `input` on stdin;
+/// returns what it printed.
+fn helper_run(helper: &str, verb: &str, input: &str) -> Result<Vec<u8>> {
     let name = format!("docker-credential-{helper}");
     let mut child = std::process::Command::new(&name)
         .arg(verb)
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| Error::InvalidArgument(format!("credential helper {name}: {e}")))?;
@@ -262,7 +260,7 @@ fn helper_run(helper: &str, verb: &str, input: &str) -> Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    Ok(())
+    Ok(out.stdout)
 }
 
 /// Credentials for `domain` from config.json: a credential helper named
@@ -300,19 +298,8 @@ fn credentials(domain: &str) -> Auth {
 
 /// `docker-credential-<helper> get`.
 fn helper_get(helper: &str, server: &str) -> Option<Auth> {
-    let mut child = std::process::Command::new(format!("docker-credential-{helper}"))
-        .arg("get")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    child.stdin.take()?.write_all(server.as_bytes()).ok()?;
-    let out = child.wait_with_output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let out = helper_run(helper, "get", server).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out).ok()?;
     let user = v.get("Username")?.as_str()?.to_string();
     let secret = v.get("Secret")?.as_str()?.to_string();
     Some(if user == "<token>" {
@@ -332,14 +319,35 @@ fn transport(domain: &str, insecure: bool) -> Transport {
     }
 }
 
-/// Registries named insecure in /etc/berth/daemon.json (Docker's key).
+/// Registries named insecure in daemon.json (Docker's key).
 fn configured_insecure(domain: &str) -> bool {
-    fs::read("/etc/berth/daemon.json")
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    crate::containers::lifecycle::daemon_config()
         .and_then(|v| v.get("insecure-registries").cloned())
         .and_then(|v| v.as_array().cloned())
         .is_some_and(|list| list.iter().any(|e| e.as_str() == Some(domain)))
+}
+
+fn client_with(
+    domain: &str,
+    insecure: bool,
+    cert_dir: Option<&std::path::Path>,
+    auth: Auth,
+) -> Result<Client> {
+    Client::new(
+        domain,
+        transport(domain, insecure),
+        auth,
+        extra_ca(domain, cert_dir),
+    )
+    .map_err(|e| reg_err(&format!("registry {domain}"), e))
+}
+
+/// A tag or digest as the registry API takes it.
+pub(crate) fn tag_or_digest(r: &Reference) -> String {
+    r.digest()
+        .map(|d| d.to_string())
+        .or_else(|| r.tag().map(str::to_string))
+        .unwrap_or_else(|| "latest".into())
 }
 
 /// A downloading blob: the partial file and the hash of what it holds.
@@ -387,19 +395,14 @@ impl Sink for Partial {
 }
 
 impl Engine {
+    /// A client for `domain` with the credentials config.json has for it.
     pub(crate) fn client_for(
         &self,
         domain: &str,
         insecure: bool,
         cert_dir: Option<&std::path::Path>,
     ) -> Result<Client> {
-        Client::new(
-            domain,
-            transport(domain, insecure),
-            credentials(domain),
-            extra_ca(domain, cert_dir),
-        )
-        .map_err(|e| reg_err(&format!("registry {domain}"), e))
+        client_with(domain, insecure, cert_dir, credentials(domain))
     }
 
     /// `pull --all-tags`: every tag of the repository `name` names.
@@ -436,13 +439,12 @@ impl Engine {
         insecure: bool,
     ) -> Result<String> {
         let domain = login_domain(server);
-        let client = Client::new(
+        let client = client_with(
             &domain,
-            transport(&domain, insecure),
+            insecure,
+            None,
             Auth::Basic(user.into(), password.into()),
-            extra_ca(&domain, None),
-        )
-        .map_err(|e| reg_err(&format!("login to {domain}"), e))?;
+        )?;
         client
             .check_login()
             .map_err(|e| reg_err(&format!("login to {domain}"), e))?;
@@ -524,18 +526,10 @@ impl Engine {
         opts: &PullOptions,
         progress: &mut dyn FnMut(PullEvent),
     ) -> Result<Pulled> {
+        // Reference::parse names `latest` when no tag or digest is given.
         let r = Reference::parse(name)?;
-        let r = if r.tag().is_none() && r.digest().is_none() {
-            r.with_tag("latest")?
-        } else {
-            r
-        };
         let repo = r.path().to_string();
-        let want = r
-            .digest()
-            .map(|d| d.to_string())
-            .or_else(|| r.tag().map(str::to_string))
-            .unwrap_or_else(|| "latest".into());
+        let want = tag_or_digest(&r);
         let client = self.client_for(r.domain(), opts.insecure, opts.cert_dir.as_deref())?;
         progress(PullEvent::Resolved {
             tag: r.tag().unwrap_or(&want).to_string(),
@@ -753,11 +747,6 @@ impl Engine {
     ) -> Result<(Digest, usize)> {
         let img = self.resolve_image(name)?;
         let r = Reference::parse(name)?;
-        let r = if r.tag().is_none() && r.digest().is_none() {
-            r.with_tag("latest")?
-        } else {
-            r
-        };
         let repo = r.path().to_string();
         let client = self.client_for(r.domain(), opts.insecure, opts.cert_dir.as_deref())?;
         let manifest = self.store.read_blob(&img.manifest_digest)?;
@@ -781,9 +770,9 @@ impl Engine {
             .filter(|o| o.domain() == r.domain() && o.path() != repo)
             .map(|o| o.path().to_string())
             .collect();
-        let mut seen = BTreeMap::new();
+        let mut seen = std::collections::BTreeSet::new();
         for (d, size) in blobs {
-            if seen.insert(d.clone(), ()).is_some() {
+            if !seen.insert(d.clone()) {
                 continue;
             }
             let id = short(&d);
@@ -826,32 +815,17 @@ impl Engine {
                 .map_err(|e| reg_err(&format!("push {name}: blob {d}"), e))?;
             progress(PushEvent::Pushed(id));
         }
-        let reference = r
-            .digest()
-            .map(|d| d.to_string())
-            .or_else(|| r.tag().map(str::to_string))
-            .unwrap_or_else(|| "latest".into());
         client
             .push_manifest(
                 &repo,
-                &reference,
+                &tag_or_digest(&r),
                 manifest.clone(),
                 &img.manifest_media_type,
             )
             .map_err(|e| reg_err(&format!("push {name}: manifest"), e))?;
         let digest = img.manifest_digest.clone();
-        let _ = self.store.put_image(
-            &NewImage {
-                id: img.id.clone(),
-                manifest_digest: digest.clone(),
-                manifest_media_type: img.manifest_media_type.clone(),
-                created: img.created,
-                parent: img.parent.clone(),
-                layers: self.store.image_layers(&img.id)?,
-            },
-            &[],
-            &[format!("{}@{}", r.name(), digest)],
-        );
+        self.store
+            .add_repo_digest(&format!("{}@{}", r.name(), digest), &img.id)?;
         Ok((digest, manifest.len()))
     }
 }
@@ -887,16 +861,8 @@ fn download(
     }
     // What an interrupted pull left: hash it and go on from there.
     let mut hasher = Hasher::sha256();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(Error::io("read", &path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        done += n as u64;
-    }
+    io::copy(&mut file, &mut hasher).map_err(Error::io("read", &path))?;
+    let mut done = hasher.len();
     if done > layer.size {
         file.set_len(0).map_err(Error::io("truncate", &path))?;
         file.rewind().map_err(Error::io("rewind", &path))?;

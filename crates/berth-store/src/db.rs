@@ -248,6 +248,17 @@ impl Store {
         })
     }
 
+    /// Records that `name` (`repo@digest`) names the image `id`.
+    pub fn add_repo_digest(&self, name: &str, id: &Digest) -> Result<()> {
+        self.write_tx(|db| {
+            db.execute(
+                "INSERT OR IGNORE INTO repo_digests (name, image_id) VALUES (?1, ?2)",
+                params![name, id.to_string()],
+            )?;
+            Ok(())
+        })
+    }
+
     pub fn remove_repo_digest(&self, name: &str, id: &Digest) -> Result<bool> {
         let n = self.db.execute(
             "DELETE FROM repo_digests WHERE name = ?1 AND image_id = ?2",
@@ -343,7 +354,6 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Images recorded with `id` as their parent.
     /// The uncompressed size of a layer some image records.
     pub fn layer_size(&self, diff_id: &Digest) -> Result<Option<u64>> {
         Ok(self
@@ -357,6 +367,7 @@ impl Store {
             .map(|s| s as u64))
     }
 
+    /// Images recorded with `id` as their parent.
     pub fn children(&self, id: &Digest) -> Result<Vec<Digest>> {
         let mut stmt = self.db.prepare("SELECT id FROM images WHERE parent = ?1")?;
         let rows = stmt.query_map([id.to_string()], |r| digest(r.get(0)?))?;
