@@ -67,12 +67,13 @@ fn volume_row(r: &Row) -> rusqlite::Result<VolumeRow> {
 
 const CONTAINER_COLUMNS: &str = "id, name, image_id, created, config, state";
 
-fn name_conflict(e: rusqlite::Error, name: &str, what: &str) -> Error {
+/// A unique constraint broken is a Conflict saying `message`.
+fn name_conflict(e: rusqlite::Error, message: impl FnOnce() -> String) -> Error {
     match e {
         rusqlite::Error::SqliteFailure(f, _)
             if f.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
-            Error::Conflict(format!("the {what} name \"{name}\" is already in use"))
+            Error::Conflict(message())
         }
         e => e.into(),
     }
@@ -87,7 +88,11 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![c.id, c.name, c.image_id, c.created, c.config, c.state],
             )
-            .map_err(|e| name_conflict(e, &c.name, "container"))?;
+            .map_err(|e| {
+                name_conflict(e, || {
+                    format!("the container name \"{}\" is already in use", c.name)
+                })
+            })?;
             Ok(())
         })
     }
@@ -146,7 +151,11 @@ impl Store {
                 "UPDATE containers SET name = ?2 WHERE id = ?1",
                 params![id, name],
             )
-            .map_err(|e| name_conflict(e, name, "container"))?;
+            .map_err(|e| {
+                name_conflict(e, || {
+                    format!("the container name \"{name}\" is already in use")
+                })
+            })?;
             Ok(())
         })
     }
@@ -197,13 +206,8 @@ impl Store {
                 "INSERT INTO networks (id, name, created, config) VALUES (?1, ?2, ?3, ?4)",
                 params![n.id, n.name, n.created, n.config],
             )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    Error::Conflict(format!("network with name {} already exists", n.name))
-                }
-                e => e.into(),
+            .map_err(|e| {
+                name_conflict(e, || format!("network with name {} already exists", n.name))
             })?;
             Ok(())
         })
