@@ -63,6 +63,40 @@ pub fn print_template(fmt: &str, values: &[Value]) -> Result<()> {
 
 /// Go's time.Time.String() for a UTC instant, which Docker prints for
 /// `{{.CreatedAt}}`: `2024-05-01 12:00:00 +0000 UTC`.
+/// What `inspect` prints: each document through `--format`, or all of
+/// them as one JSON array.
+pub fn print_inspected(fmt: Option<&str>, found: Vec<Value>) -> Result<()> {
+    match fmt {
+        Some(f) => print_template(f, &found),
+        None => {
+            println!("{}", pretty_json(&Value::Array(found)));
+            Ok(())
+        }
+    }
+}
+
+/// `inspect` of several names: those `lookup` finds are printed, the
+/// others named in an error each; exit code 1 if any was missing.
+pub fn inspect_each<E: Into<anyhow::Error>>(
+    names: &[String],
+    fmt: Option<&str>,
+    mut lookup: impl FnMut(&str) -> std::result::Result<Value, E>,
+) -> Result<u8> {
+    let mut found = Vec::new();
+    let mut code = 0;
+    for n in names {
+        match lookup(n) {
+            Ok(v) => found.push(v),
+            Err(e) => {
+                print_error(&e.into());
+                code = 1;
+            }
+        }
+    }
+    print_inspected(fmt, found)?;
+    Ok(code)
+}
+
 pub fn go_time(nanos: i64) -> String {
     let s = berth_oci::time::format_rfc3339(nanos - nanos.rem_euclid(1_000_000_000));
     let (date, rest) = s.split_once('T').unwrap_or((&s, ""));

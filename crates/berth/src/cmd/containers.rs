@@ -17,7 +17,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::{isatty, Ctx};
-use crate::output::{ellipsis, go_time, pretty_json, print_error, print_rows, print_template};
+use crate::output::{ellipsis, go_time, print_error, print_inspected, print_rows};
 use crate::render::{bytes_size, human_size, human_size_precision};
 
 #[derive(Args, Clone, Default)]
@@ -1329,10 +1329,7 @@ pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<u8> {
             Err(e) => return Err(e.into()),
         }
     }
-    match a.format.as_deref() {
-        Some(f) => print_template(f, &found)?,
-        None => println!("{}", pretty_json(&Value::Array(found))),
-    }
+    print_inspected(a.format.as_deref(), found)?;
     Ok(code)
 }
 

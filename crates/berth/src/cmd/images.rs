@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::{isatty, Ctx};
-use crate::output::{ellipsis, go_time, pretty_json, print_rows, print_template, short_id};
+use crate::output::{ellipsis, go_time, print_inspected, print_rows, short_id};
 use crate::render::human_size_precision;
 
 #[derive(Args)]
@@ -311,10 +311,7 @@ pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<u8> {
         }
         missing.push(n.clone());
     }
-    match a.format.as_deref() {
-        Some(f) => print_template(f, &found)?,
-        None => println!("{}", pretty_json(&Value::Array(found))),
-    }
+    print_inspected(a.format.as_deref(), found)?;
     if missing.is_empty() {
         return Ok(0);
     }

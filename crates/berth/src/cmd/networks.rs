@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::Ctx;
-use crate::output::{pretty_json, print_error, print_rows, print_template};
+use crate::output::{inspect_each, print_error, print_rows};
 
 #[derive(Subcommand)]
 pub enum NetworkCommand {
@@ -220,24 +220,9 @@ pub fn network(ctx: &Ctx, c: NetworkCommand) -> Result<u8> {
             )?;
             Ok(0)
         }
-        NetworkCommand::Inspect(a) => {
-            let mut found = Vec::new();
-            let mut code = 0;
-            for n in &a.networks {
-                match engine.inspect_network(n) {
-                    Ok(v) => found.push(v),
-                    Err(e) => {
-                        print_error(&e.into());
-                        code = 1;
-                    }
-                }
-            }
-            match a.format.as_deref() {
-                Some(f) => print_template(f, &found)?,
-                None => println!("{}", pretty_json(&Value::Array(found))),
-            }
-            Ok(code)
-        }
+        NetworkCommand::Inspect(a) => inspect_each(&a.networks, a.format.as_deref(), |n| {
+            engine.inspect_network(n)
+        }),
         NetworkCommand::Rm(a) => {
             let mut code = 0;
             for n in &a.networks {

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::Ctx;
-use crate::output::{pretty_json, print_error, print_rows, print_template};
+use crate::output::{inspect_each, print_error, print_rows};
 use crate::render::human_size;
 
 #[derive(Subcommand)]
@@ -134,24 +134,9 @@ pub fn volume(ctx: &Ctx, c: VolumeCommand) -> Result<u8> {
             )?;
             Ok(0)
         }
-        VolumeCommand::Inspect(a) => {
-            let mut found = Vec::new();
-            let mut code = 0;
-            for n in &a.volumes {
-                match engine.volume(n) {
-                    Ok(v) => found.push(engine.inspect_volume(&v)),
-                    Err(e) => {
-                        print_error(&e.into());
-                        code = 1;
-                    }
-                }
-            }
-            match a.format.as_deref() {
-                Some(f) => print_template(f, &found)?,
-                None => println!("{}", pretty_json(&Value::Array(found))),
-            }
-            Ok(code)
-        }
+        VolumeCommand::Inspect(a) => inspect_each(&a.volumes, a.format.as_deref(), |n| {
+            engine.volume(n).map(|v| engine.inspect_volume(&v))
+        }),
         VolumeCommand::Rm(a) => {
             let mut code = 0;
             for n in &a.volumes {
