@@ -177,6 +177,18 @@ fn twenty_containers_leave_no_veths_rules_or_leases() {
     assert_eq!(ips.len(), 20);
 }
 
+/// A container's address on its (first) network.
+fn ip_of(s: &TestStore, id: &str) -> String {
+    s.ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        id,
+    ])
+    .trim()
+    .to_string()
+}
+
 /// A running container's process and its monitor (the process's parent).
 fn pids(s: &TestStore, id: &str) -> (i32, i32) {
     let pid: i32 = s
@@ -296,15 +308,10 @@ fn containers_on_a_user_network_reach_each_other_by_name() {
         .success());
 
     // Docker's inspect shapes.
-    let ip = s.ok(&[
-        "inspect",
-        "-f",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        &web,
-    ]);
+    let ip = ip_of(&s, &web);
     let members = s.ok(&["network", "inspect", "-f", "{{json .Containers}}", &name]);
     assert!(
-        members.contains(&format!("\"IPv4Address\":\"{}/", ip.trim())),
+        members.contains(&format!("\"IPv4Address\":\"{}/", ip)),
         "{members}"
     );
     assert!(members.contains("\"Name\":\"peer\""), "{members}");
@@ -570,17 +577,7 @@ fn the_default_bridge_and_a_user_network_coexist_isolated() {
     let _net = network(&s, &[&name]);
     let on_bridge = s.detached(&["busybox", "sh", "-c", HTTPD]);
     let on_user = s.detached(&["--network", &name, "busybox", "sh", "-c", HTTPD]);
-    let ip_of = |id: &str| {
-        s.ok(&[
-            "inspect",
-            "-f",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-            id,
-        ])
-        .trim()
-        .to_string()
-    };
-    let (a, b) = (ip_of(&on_bridge), ip_of(&on_user));
+    let (a, b) = (ip_of(&s, &on_bridge), ip_of(&s, &on_user));
     assert_ne!(a, b);
     // The host reaches both.
     assert_eq!(fetch(&format!("{a}:80")), "hello-page\n");
@@ -719,12 +716,7 @@ fn system_check_removes_what_a_lost_run_directory_left() {
         "sleep",
         "60",
     ]);
-    let ip = s.ok(&[
-        "inspect",
-        "-f",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        &id,
-    ]);
+    let ip = ip_of(&s, &id);
     let (pid, monitor) = pids(&s, &id);
     // The monitor dies and its run directory is lost with it (a wiped
     // runroot): the namespace goes, what names it elsewhere stays.
@@ -746,7 +738,7 @@ fn system_check_removes_what_a_lost_run_directory_left() {
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(
-        report.contains(&format!("/{}: its container is gone", ip.trim())),
+        report.contains(&format!("/{}: its container is gone", ip)),
         "{report}"
     );
     assert!(
@@ -755,9 +747,6 @@ fn system_check_removes_what_a_lost_run_directory_left() {
     );
     s.ok(&["system", "check"]);
     let again = s.ok(&["system", "check", "--dry-run"]);
-    assert!(
-        !again.contains(&id[..12]) && !again.contains(ip.trim()),
-        "{again}"
-    );
+    assert!(!again.contains(&id[..12]) && !again.contains(&ip), "{again}");
     assert!(leftovers(&[id]).is_empty());
 }
