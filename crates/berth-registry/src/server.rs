@@ -216,6 +216,36 @@ fn valid_tag(tag: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// A tag as the spec allows it, else TAG_INVALID (a tag is also a file
+/// name here: this keeps it one).
+fn check_tag(tag: &str) -> Result<(), Failure> {
+    if valid_tag(tag) {
+        Ok(())
+    } else {
+        Err(fail(
+            StatusCode::BAD_REQUEST,
+            "TAG_INVALID",
+            format!("invalid tag {tag:?}"),
+        ))
+    }
+}
+
+fn name_unknown(name: &str) -> Failure {
+    fail(
+        StatusCode::NOT_FOUND,
+        "NAME_UNKNOWN",
+        format!("repository name not known to registry: {name}"),
+    )
+}
+
+fn manifest_unknown(name: &str, reference: &str) -> Failure {
+    fail(
+        StatusCode::NOT_FOUND,
+        "MANIFEST_UNKNOWN",
+        format!("manifest unknown: {name}:{reference}"),
+    )
+}
+
 fn parse_digest(s: &str) -> Result<Digest, Failure> {
     s.parse().map_err(|_| {
         fail(
@@ -661,24 +691,23 @@ async fn start_upload(
     Ok(accepted(name, &id, 0))
 }
 
+/// The size of upload `id`; an id that is not one of ours (only hex:
+/// never a path) is unknown.
 async fn upload_size(reg: &Registry, name: &str, id: &str) -> Result<u64, Failure> {
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(fail(
+    let unknown = || {
+        fail(
             StatusCode::NOT_FOUND,
             "BLOB_UPLOAD_UNKNOWN",
             format!("upload {id} unknown in {name}"),
-        ));
+        )
+    };
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(unknown());
     }
     fs::metadata(reg.upload(id))
         .await
         .map(|m| m.len())
-        .map_err(|_| {
-            fail(
-                StatusCode::NOT_FOUND,
-                "BLOB_UPLOAD_UNKNOWN",
-                format!("upload {id} unknown in {name}"),
-            )
-        })
+        .map_err(|_| unknown())
 }
 
 async fn upload_status(reg: &Registry, name: &str, id: &str) -> Reply {
@@ -771,13 +800,7 @@ async fn commit_upload(reg: &Registry, name: &str, id: &str, d: &str) -> Reply {
 
 /// A tag or digest to the manifest digest.
 async fn resolve(reg: &Registry, name: &str, reference: &str) -> Result<Digest, Failure> {
-    let unknown = || {
-        fail(
-            StatusCode::NOT_FOUND,
-            "MANIFEST_UNKNOWN",
-            format!("manifest unknown: {name}:{reference}"),
-        )
-    };
+    let unknown = || manifest_unknown(name, reference);
     if reference.contains(':') {
         let d = parse_digest(reference)?;
         return match fs::metadata(reg.manifest_mark(name, &d)).await {
@@ -785,19 +808,9 @@ async fn resolve(reg: &Registry, name: &str, reference: &str) -> Result<Digest, 
             Err(_) => Err(unknown()),
         };
     }
-    if !valid_tag(reference) {
-        return Err(fail(
-            StatusCode::BAD_REQUEST,
-            "TAG_INVALID",
-            format!("invalid tag {reference:?}"),
-        ));
-    }
+    check_tag(reference)?;
     if !repo_exists(reg, name).await {
-        return Err(fail(
-            StatusCode::NOT_FOUND,
-            "NAME_UNKNOWN",
-            format!("repository name not known to registry: {name}"),
-        ));
+        return Err(name_unknown(name));
     }
     let text = fs::read_to_string(reg.tag_path(name, reference))
         .await
@@ -878,13 +891,7 @@ async fn put_manifest(
         }
         d
     } else {
-        if !valid_tag(reference) {
-            return Err(fail(
-                StatusCode::BAD_REQUEST,
-                "TAG_INVALID",
-                format!("invalid tag {reference:?}"),
-            ));
-        }
+        check_tag(reference)?;
         Digest::sha256_of(&bytes)
     };
     // Everything it refers to must be here already.
@@ -968,20 +975,10 @@ async fn put_manifest(
 async fn delete_manifest(reg: &Registry, name: &str, reference: &str) -> Reply {
     if !reference.contains(':') {
         // Deleting a tag.
-        if !valid_tag(reference) {
-            return Err(fail(
-                StatusCode::BAD_REQUEST,
-                "TAG_INVALID",
-                format!("invalid tag {reference:?}"),
-            ));
-        }
+        check_tag(reference)?;
         return match fs::remove_file(reg.tag_path(name, reference)).await {
             Ok(()) => Ok(StatusCode::ACCEPTED.into_response()),
-            Err(_) => Err(fail(
-                StatusCode::NOT_FOUND,
-                "MANIFEST_UNKNOWN",
-                format!("manifest unknown: {name}:{reference}"),
-            )),
+            Err(_) => Err(manifest_unknown(name, reference)),
         };
     }
     let d = resolve(reg, name, reference).await?;
@@ -1037,11 +1034,7 @@ fn json_reply(v: serde_json::Value, link: Option<String>) -> Response {
 
 async fn tags(reg: &Registry, name: &str, query: &HashMap<String, String>) -> Reply {
     if !repo_exists(reg, name).await {
-        return Err(fail(
-            StatusCode::NOT_FOUND,
-            "NAME_UNKNOWN",
-            format!("repository name not known to registry: {name}"),
-        ));
+        return Err(name_unknown(name));
     }
     let mut all = Vec::new();
     if let Ok(mut dir) = fs::read_dir(reg.repo(name).join("_tags")).await {

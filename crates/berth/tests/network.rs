@@ -747,6 +747,9 @@ fn system_check_removes_what_a_lost_run_directory_left() {
     );
     s.ok(&["system", "check"]);
     let again = s.ok(&["system", "check", "--dry-run"]);
-    assert!(!again.contains(&id[..12]) && !again.contains(&ip), "{again}");
+    assert!(
+        !again.contains(&id[..12]) && !again.contains(&ip),
+        "{again}"
+    );
     assert!(leftovers(&[id]).is_empty());
 }
