@@ -212,6 +212,9 @@ fn loopback_up(pid: i32) -> io::Result<()> {
     }
 }
 
+/// The servers the embedded resolver relays to, when it serves.
+type Upstreams = Option<Vec<std::net::Ipv4Addr>>;
+
 /// How one run of the process ended.
 struct Ended {
     code: i32,
@@ -540,21 +543,23 @@ impl Monitor<'_> {
         self.engine
             .mount_rootfs(&self.c.image_id, &self.paths.dir, &rootfs)
             .map_err(e125)?;
-        if super::own_netns(&self.c.spec.host.network_mode) {
+        let own_netns = super::own_netns(&self.c.spec.host.network_mode);
+        if own_netns {
             self.port_guards = self
                 .engine
                 .net_up(&mut self.c, &self.paths)
                 .map_err(|e| (e.to_string(), 125))?;
-            let eps = crate::network::read_endpoints(&self.paths);
-            if let Some(upstreams) = self.engine.resolv_plan(&self.c, &eps).resolver {
-                let ns = crate::network::netns_path(&self.paths);
-                self.resolver = Some(
-                    berth_net::dns::Resolver::new(&ns, &upstreams)
-                        .map_err(|e| (format!("start the DNS resolver: {e}"), 125))?,
-                );
-            }
         }
-        let bundle = self.engine.prepare_bundle(&self.c, &self.paths)?;
+        let (bundle, upstreams) = self.engine.prepare_bundle(&self.c, &self.paths)?;
+        // The embedded resolver, when resolv.conf names it (a container in
+        // another's namespace is served by that one's monitor).
+        if let Some(upstreams) = upstreams.filter(|_| own_netns) {
+            let ns = crate::network::netns_path(&self.paths);
+            self.resolver = Some(
+                berth_net::dns::Resolver::new(&ns, &upstreams)
+                    .map_err(|e| (format!("start the DNS resolver: {e}"), 125))?,
+            );
+        }
 
         let tty = self.c.spec.config.tty;
         let mut master: Option<OwnedFd> = None;
@@ -934,7 +939,13 @@ impl Engine {
 
     /// Writes config.json (and the /etc files) for one run; returns the
     /// bundle dir. Failures carry Docker's exit codes.
-    fn prepare_bundle(&self, c: &Container, paths: &Paths) -> Result<PathBuf, (String, i32)> {
+    /// Writes the bundle; returns it and, when its resolv.conf names the
+    /// embedded resolver, the servers that resolver relays to.
+    fn prepare_bundle(
+        &self,
+        c: &Container,
+        paths: &Paths,
+    ) -> Result<(PathBuf, Upstreams), (String, i32)> {
         let e125 = |e: String| (e, 125);
         let rootfs = paths.rootfs();
         let spec = &c.spec;
@@ -1006,8 +1017,8 @@ impl Engine {
             hosts_text += &format!("{}\t{}\n", ep.ip_address, spec.config.hostname);
         }
         let hosts = etc("hosts", hosts_text)?;
-        let resolv_text = self.resolv_plan(c, &endpoints).text;
-        let resolv = etc("resolv.conf", resolv_text)?;
+        let plan = self.resolv_plan(c, &endpoints);
+        let resolv = etc("resolv.conf", plan.text)?;
 
         let mut mounts = vec![
             rspec::Mount::bind(hostname, "/etc/hostname", false),
@@ -1181,6 +1192,6 @@ impl Engine {
         let cfg = paths.run.join("config.json");
         fs::write(&cfg, serde_json::to_vec(&json).expect("serialises"))
             .map_err(|e| (format!("write {}: {e}", cfg.display()), 125))?;
-        Ok(paths.run.clone())
+        Ok((paths.run.clone(), plan.resolver))
     }
 }
