@@ -18,6 +18,12 @@ use crate::network::{
 };
 use crate::{Engine, Error, Result};
 
+/// Docker's words for `--ip` and aliases outside a user network (run and
+/// network connect alike).
+pub(crate) const IP_NEEDS_USER_NETWORK: &str =
+    "user specified IP address is supported on user defined networks only";
+pub(crate) const ALIAS_NEEDS_USER_NETWORK: &str =
+    "network-scoped alias is supported only for containers in user defined networks";
 const HOST_NETWORK: &str =
     "container cannot be disconnected from host network or connected to host network";
 
@@ -558,15 +564,10 @@ impl Engine {
             ));
         }
         if !cfg.ipv4_address.is_empty() && n.builtin {
-            return Err(Error::InvalidArgument(
-                "user specified IP address is supported on user defined networks only".into(),
-            ));
+            return Err(Error::InvalidArgument(IP_NEEDS_USER_NETWORK.into()));
         }
         if !cfg.aliases.is_empty() && n.builtin {
-            return Err(Error::InvalidArgument(
-                "network-scoped alias is supported only for containers in user defined networks"
-                    .into(),
-            ));
+            return Err(Error::InvalidArgument(ALIAS_NEEDS_USER_NETWORK.into()));
         }
         if c.spec.networks.contains_key(&n.name) {
             return Err(Error::Conflict(format!(

@@ -438,18 +438,13 @@ impl Engine {
             None => self.network(&network)?.name,
         };
         // Only a network of its own gives a container an address.
-        let own_net =
-            !matches!(network.as_str(), "host" | "none") && !network.starts_with("container:");
+        let own_net = super::own_netns(&network);
         let user_net = own_net && network != crate::networks::DEFAULT;
         if opts.ip.is_some() && !user_net {
-            return Err(invalid(
-                "user specified IP address is supported on user defined networks only",
-            ));
+            return Err(invalid(crate::networks::IP_NEEDS_USER_NETWORK));
         }
         if !opts.network_aliases.is_empty() && !user_net {
-            return Err(invalid(
-                "network-scoped alias is supported only for containers in user defined networks",
-            ));
+            return Err(invalid(crate::networks::ALIAS_NEEDS_USER_NETWORK));
         }
         if let Some(ip) = &opts.ip {
             ip.parse::<std::net::Ipv4Addr>()
