@@ -1,7 +1,8 @@
 #!/bin/sh
 # Container start-up: `berth run --rm --network none busybox true` against
 # podman (runc, cgroupfs) on the same image and bare `runc run` on the same
-# rootfs, in one run on this machine. Also the RSS of one idle monitor and
+# rootfs, and both engines on their default bridge network, in one run on
+# this machine. Also the RSS of one idle monitor and
 # `berth ps -a` with 100 containers in the store.
 # Goals: >= 5x faster than podman, no slower than runc; monitor <= 2 MiB;
 # ps -a < 50 ms.
@@ -41,13 +42,15 @@ sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"true"/' "$work/bundle/co
 json="$work/results.json"
 set -- \
     -n berth "$B run --rm --network none busybox true" \
-    -n runc "runc --root $work/runc run --bundle $work/bundle berth-bench"
+    -n runc "runc --root $work/runc run --bundle $work/bundle berth-bench" \
+    -n "berth bridge" "$B run --rm busybox true"
 if command -v podman >/dev/null 2>&1; then
     $B save busybox | $P load >/dev/null
     # --ulimit nofile/nproc: podman asks for rlimits above this host's
     # hard limits, so out of the box it cannot start anything here.
     $P run --rm --network none --ulimit nofile=1024:4096 --ulimit nproc=4096:4096 --pull never docker.io/library/busybox true
-    set -- "$@" -n podman "$P run --rm --network none --ulimit nofile=1024:4096 --ulimit nproc=4096:4096 --pull never docker.io/library/busybox true"
+    set -- "$@" -n podman "$P run --rm --network none --ulimit nofile=1024:4096 --ulimit nproc=4096:4096 --pull never docker.io/library/busybox true" \
+        -n "podman bridge" "$P run --rm --ulimit nofile=1024:4096 --ulimit nproc=4096:4096 --pull never docker.io/library/busybox true"
 fi
 hyperfine -N -w 3 -r "$runs" --export-json "$json" "$@"
 
@@ -57,11 +60,13 @@ r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
 med = {k: v["median"] * 1000 for k, v in r.items()}
 print()
 for k, v in med.items():
-    print(f"{k:8s} median {v:7.1f} ms")
+    print(f"{k:14s} median {v:7.1f} ms")
 b = med["berth"]
 for peer in ("runc", "podman"):
     if peer in med:
         print(f"berth vs {peer}: {med[peer] / b:.2f}x faster")
+if "podman bridge" in med:
+    print(f"on the default bridge, berth vs podman: {med['podman bridge'] / med['berth bridge']:.2f}x faster")
 EOF
 
 # One idle monitor's memory.
