@@ -7,7 +7,9 @@ mod build;
 mod changes;
 mod commit;
 pub mod containers;
+mod events;
 mod fetch;
+mod ids;
 mod images;
 mod import;
 mod manifest_lists;
@@ -31,6 +33,7 @@ pub use containers::{
     AttachOptions, Attached, CommitOptions, Container, CopyTarget, CreateOptions, Event,
     ExecOptions, Frame, LogLine, LogOptions, PsFilter, Status, StopOutcome, TtySize,
 };
+pub use events::{EventFilter, EventMessage, EventsOptions};
 pub use images::{HistoryRow, ImageFilter, ImageSummary, RemovedItem};
 pub use import::ImportOptions;
 pub use manifest_lists::Annotation;

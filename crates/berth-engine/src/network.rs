@@ -463,7 +463,7 @@ impl Engine {
             let ep = Endpoint {
                 network: net.name.clone(),
                 network_id: net.id.clone(),
-                endpoint_id: crate::networks::random_id(),
+                endpoint_id: crate::ids::random_hex64(),
                 interface: format!("eth{n}"),
                 host_if: host_if(&c.id, n),
                 ip_address: ip.to_string(),

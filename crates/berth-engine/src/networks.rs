@@ -115,11 +115,6 @@ fn first_free(
         .find(|c| !taken.iter().any(|t| berth_net::overlaps(*t, *c)))
 }
 
-pub(crate) fn random_id() -> String {
-    let r = crate::containers::random_u64;
-    format!("{:016x}{:016x}{:016x}{:016x}", r(), r(), r(), r())
-}
-
 /// Predefined networks have fixed ids, the same in every store: the
 /// default bridge is shared by all of them.
 fn builtin_id(name: &str) -> String {
@@ -357,7 +352,7 @@ impl Engine {
                 o.name
             )));
         }
-        let id = random_id();
+        let id = crate::ids::random_hex64();
         let bridge = match o.options.get("com.docker.network.bridge.name") {
             Some(b)
                 if b.is_empty()

@@ -77,13 +77,7 @@ impl Engine {
                 validate_name(n)?;
                 n.to_string()
             }
-            None => format!(
-                "{:016x}{:016x}{:016x}{:016x}",
-                crate::containers::random_u64(),
-                crate::containers::random_u64(),
-                crate::containers::random_u64(),
-                crate::containers::random_u64()
-            ),
+            None => crate::ids::random_hex64(),
         };
         self.put_volume(&name, labels)
     }

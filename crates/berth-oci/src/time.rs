@@ -123,6 +123,95 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(secs * 1_000_000_000 + frac)
 }
 
+/// Go's `time.ParseDuration`: `300ms`, `1.5h`, `2h45m`, `-10s`; units ns,
+/// us (µs), ms, s, m, h. A bare `0` is zero. Returns nanoseconds.
+pub fn parse_go_duration(s: &str) -> Option<i64> {
+    let (neg, mut rest) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let n_end = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let num = &rest[..n_end];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return None;
+        }
+        let value: f64 = num.parse().ok()?;
+        rest = &rest[n_end..];
+        let u_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u_end] {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[u_end..];
+        total += value * unit;
+    }
+    if total > i64::MAX as f64 {
+        return None;
+    }
+    Some(if neg { -(total as i64) } else { total as i64 })
+}
+
+/// Docker's timestamps for `--since`/`--until` (`GetTimestamp`): a Go
+/// duration counted back from `now` (`10m`), RFC 3339 with or without a
+/// zone or seconds (`2024-05-01T12:00:00`, `2024-05-01T12:00`,
+/// `2024-05-01`), or Unix seconds with an optional fraction
+/// (`1714564800.5`). Returns Unix nanoseconds.
+pub fn parse_timestamp(s: &str, now: i64) -> Option<i64> {
+    let s = s.trim();
+    if s != "0" {
+        if let Some(d) = parse_go_duration(s) {
+            return Some(now - d);
+        }
+    }
+    if let Some(t) = parse_rfc3339(s) {
+        return Some(t);
+    }
+    if s.contains('-') && !s.starts_with('-') {
+        // Docker reads a zoneless date as local time; Berth's is UTC.
+        let candidates = [
+            format!("{s}Z"),
+            format!("{s}:00Z"),
+            format!("{s}T00:00:00Z"),
+        ];
+        return candidates.iter().find_map(|c| parse_rfc3339(c));
+    }
+    let (secs, frac) = match s.split_once('.') {
+        Some((a, b)) => (a, b),
+        None => (s, ""),
+    };
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+        return None;
+    }
+    let secs: i64 = secs.parse().ok()?;
+    let frac: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    secs.checked_mul(1_000_000_000)?.checked_add(frac)
+}
+
 /// Docker's (go-units) HumanDuration: "Less than a second", "About a minute", "3 hours".
 pub fn human_duration(d: Duration) -> String {
     let seconds = d.as_secs();
@@ -162,6 +251,44 @@ pub fn ago(nanos: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("300ms"), Some(300_000_000));
+        assert_eq!(parse_go_duration("1.5h"), Some(5_400_000_000_000));
+        assert_eq!(parse_go_duration("2h45m"), Some(9_900_000_000_000));
+        assert_eq!(parse_go_duration("-10s"), Some(-10_000_000_000));
+        assert_eq!(parse_go_duration("1\u{b5}s"), Some(1000));
+        assert_eq!(parse_go_duration("0"), Some(0));
+        for bad in ["", "10", "1x", "h", "1..2s", "-"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn docker_timestamps() {
+        let now = 1_700_000_000_000_000_000;
+        assert_eq!(parse_timestamp("10m", now), Some(now - 600_000_000_000));
+        assert_eq!(parse_timestamp("1700000000", now), Some(now));
+        assert_eq!(
+            parse_timestamp("1700000000.5", now),
+            Some(now + 500_000_000)
+        );
+        assert_eq!(parse_timestamp("0", now), Some(0));
+        assert_eq!(
+            parse_timestamp("2023-11-14T22:13:20Z", now),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("2023-11-14T22:13:20", now),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("2023-11-14", now),
+            Some(1_699_920_000_000_000_000)
+        );
+        assert_eq!(parse_timestamp("yesterday", now), None);
+    }
 
     #[test]
     fn rfc3339_round_trip() {

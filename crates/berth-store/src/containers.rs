@@ -135,6 +135,19 @@ impl Store {
         })
     }
 
+    /// Replaces one member of a container's state document (its health,
+    /// which its monitor updates while other processes may write the
+    /// rest). Returns false if the container is gone.
+    pub fn set_container_state_field(&self, id: &str, field: &str, json: &str) -> Result<bool> {
+        let path = format!("$.{field}");
+        self.write_tx(|db| {
+            Ok(db.execute(
+                "UPDATE containers SET state = json_set(state, ?2, json(?3)) WHERE id = ?1",
+                params![id, path, json],
+            )? > 0)
+        })
+    }
+
     /// Replaces a container's config document.
     pub fn set_container_config(&self, id: &str, config: &str) -> Result<bool> {
         self.write_tx(|db| {

@@ -68,6 +68,74 @@ pub struct CreateOptions {
     pub dns_options: Vec<String>,
     /// `--add-host name:ip`.
     pub add_hosts: Vec<String>,
+    /// `--health-cmd` (run with the shell).
+    pub health_cmd: Option<String>,
+    /// `--health-interval` and friends, as Go durations (`1s`, `500ms`).
+    pub health_interval: Option<String>,
+    pub health_timeout: Option<String>,
+    pub health_start_period: Option<String>,
+    pub health_start_interval: Option<String>,
+    pub health_retries: Option<i64>,
+    /// `--no-healthcheck`: the image's HEALTHCHECK is not run.
+    pub no_healthcheck: bool,
+}
+
+/// The container's health check: `--health-*` and `--no-healthcheck`
+/// over the image's HEALTHCHECK, with Docker's checks and messages.
+fn healthcheck(
+    opts: &CreateOptions,
+    image: Option<&berth_oci::HealthConfig>,
+) -> Result<Option<berth_oci::HealthConfig>> {
+    let dur = |v: &Option<String>, flag: &str| -> Result<Option<i64>> {
+        let Some(v) = v else { return Ok(None) };
+        let ns = time::parse_go_duration(v).ok_or_else(|| {
+            invalid(format!(
+                "invalid argument \"{v}\" for \"--{flag}\" flag: time: invalid duration \"{v}\""
+            ))
+        })?;
+        if ns < 0 {
+            return Err(invalid(format!("--{flag} cannot be negative")));
+        }
+        if ns != 0 && ns < 1_000_000 {
+            return Err(invalid(format!(
+                "{} in Healthcheck cannot be less than 1ms",
+                match flag {
+                    "health-interval" => "Interval",
+                    "health-timeout" => "Timeout",
+                    "health-start-period" => "StartPeriod",
+                    _ => "StartInterval",
+                }
+            )));
+        }
+        Ok(Some(ns))
+    };
+    let user = berth_oci::HealthConfig {
+        test: opts
+            .health_cmd
+            .as_ref()
+            .map(|c| vec!["CMD-SHELL".to_string(), c.clone()]),
+        interval: dur(&opts.health_interval, "health-interval")?,
+        timeout: dur(&opts.health_timeout, "health-timeout")?,
+        start_period: dur(&opts.health_start_period, "health-start-period")?,
+        start_interval: dur(&opts.health_start_interval, "health-start-interval")?,
+        retries: match opts.health_retries {
+            Some(r) if r < 0 => return Err(invalid("--health-retries cannot be negative")),
+            r => r,
+        },
+    };
+    let any = user != berth_oci::HealthConfig::default();
+    if opts.no_healthcheck {
+        if any {
+            return Err(invalid(
+                "--no-healthcheck conflicts with --health-* options",
+            ));
+        }
+        return Ok(Some(berth_oci::HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        }));
+    }
+    Ok(super::health::merge(any.then_some(user), image))
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -193,13 +261,7 @@ pub(crate) fn set_env(env: &mut Vec<String>, entry: String) {
 }
 
 fn random_volume_name() -> String {
-    format!(
-        "{:016x}{:016x}{:016x}{:016x}",
-        super::lifecycle::random_u64(),
-        super::lifecycle::random_u64(),
-        super::lifecycle::random_u64(),
-        super::lifecycle::random_u64()
-    )
+    crate::ids::random_hex64()
 }
 
 fn clean_dest(d: &str, what: &str) -> Result<String> {
@@ -675,13 +737,7 @@ impl Engine {
             .map_err(|e| invalid(e.to_string()))?;
 
         let id = loop {
-            let id = format!(
-                "{:016x}{:016x}{:016x}{:016x}",
-                super::lifecycle::random_u64(),
-                super::lifecycle::random_u64(),
-                super::lifecycle::random_u64(),
-                super::lifecycle::random_u64()
-            );
+            let id = crate::ids::random_hex64();
             // Ids must never look like a number, or short ids would too.
             if id[..12].bytes().any(|b| b.is_ascii_alphabetic())
                 && self.store.container(&id)?.is_none()
@@ -734,6 +790,7 @@ impl Engine {
             labels,
             stop_signal: opts.stop_signal.clone().or(ic.stop_signal.clone()),
             stop_timeout: opts.stop_timeout,
+            healthcheck: healthcheck(opts, ic.healthcheck.as_ref())?,
         };
         if !config.working_dir.is_empty() && !config.working_dir.starts_with('/') {
             return Err(invalid(format!(
@@ -852,14 +909,16 @@ impl Engine {
                 return Err(Error::io("create", &d)(e));
             }
         }
-        Ok(Container {
+        let c = Container {
             id,
             name,
             image_id: image.id.to_string(),
             created,
             spec,
             state,
-        })
+        };
+        self.emit_container(&c, "create", &[]);
+        Ok(c)
     }
 }
 

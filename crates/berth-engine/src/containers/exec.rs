@@ -29,6 +29,9 @@ pub struct ExecOptions {
 pub struct ExecProcess {
     pub pid: i32,
     pub master: Option<OwnedFd>,
+    /// Docker's exec id, as its events name it.
+    pub exec_id: String,
+    container: super::Container,
 }
 
 fn dup(fd: i32) -> Result<OwnedFd> {
@@ -37,7 +40,7 @@ fn dup(fd: i32) -> Result<OwnedFd> {
     Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(f) })
 }
 
-fn devnull(write: bool) -> Result<OwnedFd> {
+pub(crate) fn devnull(write: bool) -> Result<OwnedFd> {
     let f = std::fs::OpenOptions::new()
         .read(!write)
         .write(write)
@@ -47,30 +50,11 @@ fn devnull(write: bool) -> Result<OwnedFd> {
 }
 
 impl Engine {
-    /// Starts the process; the caller must be single-threaded (the
-    /// embedded runtime clones from it).
-    pub fn exec_container(&self, name: &str, opts: &ExecOptions) -> Result<ExecProcess> {
-        let c = self.container(name)?;
-        match c.state.status {
-            Status::Running => {}
-            Status::Paused => {
-                return Err(Error::Conflict(format!(
-                    "Container {} is paused, unpause the container before exec",
-                    c.id
-                )))
-            }
-            _ => {
-                return Err(Error::Conflict(format!(
-                    "container {} is not running",
-                    c.id
-                )))
-            }
-        }
-        if opts.cmd.is_empty() {
-            return Err(Error::InvalidArgument("No exec command specified".into()));
-        }
-        let p = self.paths(&c.id);
-        let rootfs = p.rootfs();
+    /// The process `exec` runs in `c` (also a health probe): the
+    /// container's user, env, working dir and capabilities, overridden
+    /// by `opts`.
+    pub(crate) fn exec_spec(&self, c: &super::Container, opts: &ExecOptions) -> Result<ExecSpec> {
+        let rootfs = self.paths(&c.id).rootfs();
         let user_spec = opts
             .user
             .clone()
@@ -112,7 +96,7 @@ impl Engine {
             .workdir
             .clone()
             .or_else(|| Some(c.spec.config.working_dir.clone()).filter(|w| !w.is_empty()));
-        let spec = ExecSpec {
+        Ok(ExecSpec {
             args: opts.cmd.clone(),
             env,
             cwd,
@@ -127,8 +111,39 @@ impl Engine {
                 .iter()
                 .any(|o| o.starts_with("no-new-privileges") && !o.ends_with("false")),
             terminal: opts.tty,
-        };
+        })
+    }
+
+    /// Starts the process; the caller must be single-threaded (the
+    /// embedded runtime clones from it).
+    pub fn exec_container(&self, name: &str, opts: &ExecOptions) -> Result<ExecProcess> {
+        let c = self.container(name)?;
+        match c.state.status {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(Error::Conflict(format!(
+                    "Container {} is paused, unpause the container before exec",
+                    c.id
+                )))
+            }
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "container {} is not running",
+                    c.id
+                )))
+            }
+        }
+        if opts.cmd.is_empty() {
+            return Err(Error::InvalidArgument("No exec command specified".into()));
+        }
+        let p = self.paths(&c.id);
+        let spec = self.exec_spec(&c, opts)?;
         let rt = self.runtime_for(&c)?;
+        let exec_id = crate::ids::random_hex64();
+        let what = opts.cmd.join(" ");
+        let attrs = [("execID", exec_id.clone())];
+        self.emit_container(&c, &format!("exec_create: {what}"), &attrs);
+        self.emit_container(&c, &format!("exec_start: {what}"), &attrs);
         if opts.tty {
             let dir = File::open(&p.run).map_err(Error::io("open", &p.run))?;
             let name = format!("exec-{}.sock", std::process::id());
@@ -143,6 +158,8 @@ impl Engine {
             return Ok(ExecProcess {
                 pid,
                 master: Some(master),
+                exec_id,
+                container: c,
             });
         }
         let stdio = if opts.detach {
@@ -165,7 +182,24 @@ impl Engine {
         let pid = rt
             .exec(&c.id, &spec, stdio)
             .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(ExecProcess { pid, master: None })
+        Ok(ExecProcess {
+            pid,
+            master: None,
+            exec_id,
+            container: c,
+        })
+    }
+
+    /// Records an exec's end (Docker's `exec_die` event).
+    pub fn exec_finished(&self, p: &ExecProcess, code: i32) {
+        self.emit_container(
+            &p.container,
+            "exec_die",
+            &[
+                ("execID", p.exec_id.clone()),
+                ("exitCode", code.to_string()),
+            ],
+        );
     }
 }
 

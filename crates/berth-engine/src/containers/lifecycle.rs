@@ -18,18 +18,6 @@ use super::attach::{AttachOptions, Attached, Event, Frame};
 use super::{monitor, Container, Paths, Status, Ulimit};
 use crate::{Engine, Error, Result};
 
-pub(crate) fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // SAFETY: getrandom fills the buffer we pass.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != 8 {
-        // Never reached on Linux ≥ 3.17; still, don't hand out zeros.
-        let t = berth_oci::time::now_nanos() as u64;
-        return t ^ (std::process::id() as u64).rotate_left(32);
-    }
-    u64::from_ne_bytes(b)
-}
-
 /// `SIGTERM`, `TERM`, `term` or `15`.
 pub(crate) fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
@@ -258,6 +246,7 @@ impl Engine {
         let opts = attach.unwrap_or_default();
         let mut conn = Attached::new(ours, opts).map_err(Error::io("attach to", &p.run))?;
         if attach.is_some() {
+            self.emit_container(&c, "attach", &[]);
             return Ok((c, Some(conn)));
         }
         // Detached: wait for the start (or its failure), then let go.
@@ -298,6 +287,7 @@ impl Engine {
         let sock = UnixStream::connect(monitor::short_socket_path(&dir, "attach.sock"))
             .map_err(Error::io("attach to", p.run.join("attach.sock")))?;
         let a = Attached::new(sock, opts).map_err(Error::io("attach to", &p.run))?;
+        self.emit_container(&c, "attach", &[]);
         Ok((c, a))
     }
 
@@ -314,6 +304,7 @@ impl Engine {
         let pidfd = monitor::pidfd_open(c.state.pid)
             .map_err(|e| Error::Conflict(format!("cannot kill container: {name}: {e}")))?;
         pidfd_signal(&pidfd, sig).map_err(Error::io("signal", format!("pid {}", c.state.pid)))?;
+        self.emit_container(&c, "kill", &[("signal", sig.to_string())]);
         if c.state.status == Status::Paused && sig == libc::SIGKILL {
             let _ = self.runtime_for(&c)?.resume(&c.id);
         }
@@ -340,6 +331,7 @@ impl Engine {
             return Ok(StopOutcome::Stopped);
         };
         let _ = pidfd_signal(&pidfd, sig);
+        self.emit_container(&c, "kill", &[("signal", sig.to_string())]);
         if c.state.status == Status::Paused {
             let _ = self.runtime_for(&c)?.resume(&c.id);
         }
@@ -348,11 +340,13 @@ impl Engine {
             timeout >= 0 && wait_pidfd(&pidfd, Some(Duration::from_secs(timeout as u64)));
         if !graceful {
             let _ = pidfd_signal(&pidfd, libc::SIGKILL);
+            self.emit_container(&c, "kill", &[("signal", libc::SIGKILL.to_string())]);
             wait_pidfd(&pidfd, None);
             outcome = StopOutcome::Killed;
         }
         // The monitor records the exit before it lets go of the lock.
         let _ = lock_monitor(&p, true)?;
+        self.emit_container(&c, "stop", &[]);
         Ok(outcome)
     }
 
@@ -362,6 +356,7 @@ impl Engine {
         if c.state.pid > 0 {
             if let Ok(pidfd) = monitor::pidfd_open(c.state.pid) {
                 let _ = pidfd_signal(&pidfd, libc::SIGKILL);
+                self.emit_container(c, "kill", &[("signal", libc::SIGKILL.to_string())]);
                 if c.state.status == Status::Paused {
                     let _ = self.runtime_for(c)?.resume(&c.id);
                 }
@@ -374,7 +369,9 @@ impl Engine {
 
     pub fn restart_container(&self, name: &str, timeout: Option<i64>) -> Result<Container> {
         self.stop_container(name, timeout)?;
-        Ok(self.start_container(name, None)?.0)
+        let c = self.start_container(name, None)?.0;
+        self.emit_container(&c, "restart", &[]);
+        Ok(c)
     }
 
     /// `wait`: blocks until the container stops; returns its exit code.
@@ -432,6 +429,7 @@ impl Engine {
             .map_err(|e| Error::Internal(e.to_string()))?;
         c.state.status = Status::Paused;
         self.save_state(&c)?;
+        self.emit_container(&c, "pause", &[]);
         Ok(c)
     }
 
@@ -445,6 +443,7 @@ impl Engine {
             .map_err(|e| Error::Internal(e.to_string()))?;
         c.state.status = Status::Running;
         self.save_state(&c)?;
+        self.emit_container(&c, "unpause", &[]);
         Ok(c)
     }
 

@@ -6,10 +6,12 @@ mod attach;
 mod create;
 pub mod exec;
 mod files;
+pub(crate) mod health;
 pub(crate) mod lifecycle;
 mod logs;
 pub(crate) mod monitor;
 mod names;
+mod prober;
 pub(crate) mod rootfs;
 mod snapshot;
 
@@ -26,7 +28,6 @@ pub use attach::{AttachOptions, Attached, Event, Frame, TtySize};
 pub use create::{parse_bytes, CreateOptions};
 pub use exec::ExecOptions;
 pub use files::CopyTarget;
-pub(crate) use lifecycle::random_u64;
 pub use lifecycle::StopOutcome;
 pub use logs::{LogLine, LogOptions};
 pub use snapshot::CommitOptions;
@@ -60,6 +61,10 @@ pub struct Config {
     pub stop_signal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<i64>,
+    /// The image's HEALTHCHECK merged with `--health-*`; `None` or a test
+    /// of `["NONE"]` means no checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<berth_oci::HealthConfig>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -213,6 +218,9 @@ pub struct State {
     /// Published ports as bound (random host ports resolved).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ports: BTreeMap<String, Vec<crate::PortBinding>>,
+    /// The health check's state, for containers that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<health::Health>,
 }
 
 /// Whether a container with this network mode gets a network namespace
@@ -686,10 +694,11 @@ impl Engine {
                 )),
                 _ => e.into(),
             })?;
+        let mut renamed = c.clone();
+        renamed.name = new_name.to_string();
+        self.emit_container(&renamed, "rename", &[("oldName", format!("/{}", c.name))]);
         // Its peers find it by the new name from now on.
         if c.state.status.is_live() {
-            let mut renamed = c;
-            renamed.name = new_name.to_string();
             self.republish_names(&renamed);
         }
         Ok(())
@@ -740,7 +749,9 @@ impl Engine {
         // next `rm`.
         let _ = fs::remove_dir_all(&p.run);
         remove_tree(&p.dir)?;
-        self.store.delete_container(&c.id)?;
+        if self.store.delete_container(&c.id)? {
+            self.emit_container(c, "destroy", &[]);
+        }
         if volumes {
             for m in c.spec.mounts.iter().filter(|m| m.anonymous) {
                 let _ = self.remove_volume(&m.name, true);

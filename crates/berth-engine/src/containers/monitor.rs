@@ -19,6 +19,8 @@ use berth_runtime::spec::{self as rspec, BundleSpec, NetworkMode, Seccomp};
 use berth_runtime::{cgroup::Cgroup, Stdio};
 
 use super::attach::{self, AttachOptions, Event, TtySize};
+use super::health::{Health, Probe, ProbeResult};
+use super::prober::Prober;
 use super::rootfs::{self, check_executable, lookup_user};
 use super::{Container, Paths, Status};
 use crate::{Engine, EngineOptions, Error, Result};
@@ -92,7 +94,7 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-fn set_nonblocking(fd: RawFd) {
+pub(crate) fn set_nonblocking(fd: RawFd) {
     // SAFETY: fcntl on an fd we own.
     unsafe {
         let fl = libc::fcntl(fd, libc::F_GETFL);
@@ -100,7 +102,7 @@ fn set_nonblocking(fd: RawFd) {
     }
 }
 
-fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is valid for its length.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
@@ -234,6 +236,8 @@ struct Monitor<'a> {
     port_guards: Vec<OwnedFd>,
     /// The embedded DNS resolver, on a network of the container's own.
     resolver: Option<berth_net::dns::Resolver>,
+    /// The health check, while the process runs.
+    prober: Option<Prober>,
 }
 
 /// Entry point of `berth monitor <id>`. Returns the monitor's exit code.
@@ -332,6 +336,7 @@ fn monitor(opts: EngineOptions, id: &str, starter: Option<UnixStream>) -> Result
         size: None,
         port_guards: Vec::new(),
         resolver: None,
+        prober: None,
     };
     if let Some(s) = starter {
         m.add_client(s, true);
@@ -463,6 +468,14 @@ impl Monitor<'_> {
                     return;
                 }
                 Ok(ended) => {
+                    if ended.oom {
+                        self.engine.emit_container(&self.c, "oom", &[]);
+                    }
+                    self.engine.emit_container(
+                        &self.c,
+                        "die",
+                        &[("exitCode", ended.code.to_string())],
+                    );
                     self.c.state.exit_code = ended.code;
                     self.c.state.oom_killed = ended.oom;
                     self.c.state.finished_at = time::now_nanos();
@@ -618,7 +631,12 @@ impl Monitor<'_> {
         self.c.state.error.clear();
         self.c.state.oom_killed = false;
         self.c.state.monitor_pid = std::process::id() as i32;
+        // Every start begins its health over, as Docker's does.
+        let probe = Probe::of(self.c.spec.config.healthcheck.as_ref());
+        self.c.state.health = probe.as_ref().map(|_| Health::starting());
+        self.prober = probe.map(Prober::new);
         self.save();
+        self.engine.emit_container(&self.c, "start", &[]);
         self.broadcast_event(&Event::Started { pid });
 
         if let Some(m) = &master {
@@ -631,6 +649,7 @@ impl Monitor<'_> {
             set_nonblocking(w.as_raw_fd());
         }
         let status = self.serve(pid, &pidfd, master.as_ref(), &mut outs, &mut stdin_w);
+        self.prober = None;
         let code = match status {
             nix::sys::wait::WaitStatus::Exited(_, c) => c,
             nix::sys::wait::WaitStatus::Signaled(_, s, _) => 128 + s as i32,
@@ -668,6 +687,9 @@ impl Monitor<'_> {
             }
             if exited.is_some() && outs.is_empty() && master.is_none() {
                 break;
+            }
+            if exited.is_none() {
+                self.health_tick();
             }
             if let Some(d) = drain_deadline {
                 if Instant::now() > d {
@@ -710,6 +732,11 @@ impl Monitor<'_> {
                 }
                 fds.len() - 2
             });
+            let probe_idx = fds.len();
+            let probe_fds = self.prober.as_ref().map(|p| p.fds()).unwrap_or_default();
+            for fd in &probe_fds {
+                fds.push(pf(*fd, libc::POLLIN));
+            }
             let base_clients = fds.len();
             for c in &self.clients {
                 fds.push(pf(
@@ -722,10 +749,13 @@ impl Monitor<'_> {
                 0
             } else if exited.is_some() {
                 100
-            } else if let Some(t) = shed_at {
-                t.saturating_duration_since(Instant::now()).as_millis() as i32 + 1
             } else {
-                -1
+                let shed = shed_at.map(|t| t.saturating_duration_since(Instant::now()));
+                let probe = self.prober.as_ref().map(|p| p.wait());
+                match shed.into_iter().chain(probe).min() {
+                    Some(d) => d.as_millis().min(i32::MAX as u128 - 1) as i32 + 1,
+                    None => -1,
+                }
             };
             // SAFETY: fds is a valid array of pollfd.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
@@ -750,8 +780,11 @@ impl Monitor<'_> {
                     match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                         Ok(WaitStatus::StillAlive) | Err(_) => break,
                         Ok(s) => {
-                            if s.pid().map(|p| p.as_raw()) == Some(pid) {
+                            let reaped = s.pid().map(|p| p.as_raw());
+                            if reaped == Some(pid) {
                                 exited = Some(s);
+                            } else if let (Some(p), Some(r)) = (self.prober.as_mut(), reaped) {
+                                p.reaped(r, s);
                             }
                         }
                     }
@@ -847,6 +880,15 @@ impl Monitor<'_> {
                     r.serve_upstream();
                 }
             }
+            if !probe_fds.is_empty() || self.prober.is_some() {
+                let revents: Vec<i16> = fds[probe_idx..probe_idx + probe_fds.len()]
+                    .iter()
+                    .map(|f| f.revents)
+                    .collect();
+                if let Some(r) = self.prober.as_mut().and_then(|p| p.ready(&revents)) {
+                    self.health_result(r);
+                }
+            }
             // Clients: hello, stdin, resize, hang-ups.
             let mut gone = Vec::new();
             let nclients = self.clients.len().min(fds.len() - base_clients);
@@ -913,6 +955,37 @@ impl Monitor<'_> {
             waitpid(nix::unistd::Pid::from_raw(pid), None)
                 .unwrap_or(WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 255))
         })
+    }
+
+    /// Starts a due probe, kills an overdue one.
+    fn health_tick(&mut self) {
+        let Some(p) = self.prober.as_mut() else {
+            return;
+        };
+        if let Some(r) = p.tick(self.engine, &self.c) {
+            self.health_result(r);
+        }
+    }
+
+    /// Applies a probe's result: records it where inspect and ps read it,
+    /// and says so in the journal when the status changes.
+    fn health_result(&mut self, r: ProbeResult) {
+        let Some(p) = self.prober.as_mut() else {
+            return;
+        };
+        let h = self.c.state.health.get_or_insert_with(Health::starting);
+        let changed = h.record(r, &p.probe, self.c.state.started_at);
+        p.schedule(&h.status);
+        let status = h.status.clone();
+        let json = serde_json::to_string(&h).expect("health serialises");
+        let _ = self
+            .engine
+            .store
+            .set_container_state_field(&self.c.id, "health", &json);
+        if changed {
+            self.engine
+                .emit_container(&self.c, &format!("health_status: {status}"), &[]);
+        }
     }
 
     fn output(&mut self, stream: usize, data: &[u8]) {

@@ -307,7 +307,7 @@ const RIGHT: &[&str] = &[
 /// A random `adjective_surname`; `attempt` > 0 appends a digit, as Docker
 /// does when the first draws are taken.
 pub(crate) fn generate(attempt: u32) -> String {
-    let r = super::lifecycle::random_u64();
+    let r = crate::ids::random_u64();
     let left = LEFT[(r % LEFT.len() as u64) as usize];
     let right = RIGHT[((r >> 32) % RIGHT.len() as u64) as usize];
     // Docker never names a container boring_wozniak.
