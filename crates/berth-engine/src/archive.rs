@@ -182,6 +182,14 @@ impl Engine {
 
     /// Writes the named images as one archive to `out`.
     pub fn save<W: Write>(&self, names: &[String], out: W) -> Result<W> {
+        let out = self.save_all(names, out)?;
+        for (img, _) in self.images_to_save(names)? {
+            self.emit_image("save", &img.id.to_string(), &img.id.to_string());
+        }
+        Ok(out)
+    }
+
+    fn save_all<W: Write>(&self, names: &[String], out: W) -> Result<W> {
         if names.is_empty() {
             return Err(Error::InvalidArgument(
                 "save needs at least one image".into(),
@@ -265,6 +273,14 @@ impl Engine {
 
     /// Reads an image archive from `input` and adds its images.
     pub fn load<R: Read>(&self, input: R) -> Result<Vec<LoadedImage>> {
+        let loaded = self.load_all(input)?;
+        for l in &loaded {
+            self.emit_image("load", &l.id.to_string(), &l.id.to_string());
+        }
+        Ok(loaded)
+    }
+
+    fn load_all<R: Read>(&self, input: R) -> Result<Vec<LoadedImage>> {
         let _adding = self.adding()?;
         let staged = self.stage(input)?;
         // Blobs are fsynced when adopted. Syncing them now, on a second

@@ -134,6 +134,14 @@ impl EventFilter {
         Ok(f)
     }
 
+    /// Events of one container (by full id).
+    pub fn container(id: &str) -> EventFilter {
+        let mut f = EventFilter::default();
+        f.filters.insert("type".into(), vec!["container".into()]);
+        f.filters.insert("container".into(), vec![id.to_string()]);
+        f
+    }
+
     fn any(&self, key: &str, f: impl Fn(&str) -> bool) -> bool {
         self.filters
             .get(key)
@@ -332,6 +340,28 @@ impl Engine {
     pub(crate) fn emit_image(&self, action: &str, id: &str, name: &str) {
         let attrs = BTreeMap::from([("name".to_string(), name.to_string())]);
         self.emit("image", action, id, attrs);
+    }
+
+    /// A network event (Docker's attributes: name, type, and the
+    /// container for connect and disconnect).
+    pub(crate) fn emit_network(&self, action: &str, id: &str, name: &str, container: Option<&str>) {
+        let mut attrs = BTreeMap::from([
+            ("name".to_string(), name.to_string()),
+            ("type".to_string(), "bridge".to_string()),
+        ]);
+        if let Some(c) = container {
+            attrs.insert("container".into(), c.to_string());
+        }
+        self.emit("network", action, id, attrs);
+    }
+
+    /// A volume event; `extra` adds to Docker's `driver`.
+    pub(crate) fn emit_volume(&self, action: &str, name: &str, extra: &[(&str, String)]) {
+        let mut attrs = BTreeMap::from([("driver".to_string(), "local".to_string())]);
+        for (k, v) in extra {
+            attrs.insert(k.to_string(), v.clone());
+        }
+        self.emit("volume", action, name, attrs);
     }
 
     /// Replays the journal (per `opts`) and follows it. `each` sees every

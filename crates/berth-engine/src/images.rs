@@ -89,7 +89,7 @@ pub enum RemovedItem {
     Deleted(Digest),
 }
 
-fn familiar(full: &str) -> String {
+pub(crate) fn familiar(full: &str) -> String {
     Reference::parse(full)
         .map(|r| r.familiar())
         .unwrap_or_else(|_| full.to_string())
@@ -351,6 +351,7 @@ impl Engine {
             ));
         }
         self.store.tag(&r.to_string(), &img.id)?;
+        self.emit_image("tag", &img.id.to_string(), &familiar(&r.to_string()));
         Ok(())
     }
 
@@ -370,6 +371,14 @@ impl Engine {
             }
         }
         self.store.collect_garbage()?;
+        for item in &out {
+            match item {
+                RemovedItem::Untagged(r) => self.emit_image("untag", r, r),
+                RemovedItem::Deleted(id) => {
+                    self.emit_image("delete", &id.to_string(), &id.to_string())
+                }
+            }
+        }
         match first_err {
             // Docker removes what it can and reports the first failure too.
             Some(e) if out.is_empty() || names.len() == 1 => Err(e),

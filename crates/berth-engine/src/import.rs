@@ -41,6 +41,12 @@ impl<R: Read> Read for Tee<'_, R> {
 impl Engine {
     /// Imports a (possibly gzip-compressed) tarball; returns the image id.
     pub fn import<R: Read>(&self, input: R, opts: &ImportOptions) -> Result<Digest> {
+        let id = self.import_one(input, opts)?;
+        self.emit_image("import", &id.to_string(), &id.to_string());
+        Ok(id)
+    }
+
+    fn import_one<R: Read>(&self, input: R, opts: &ImportOptions) -> Result<Digest> {
         // Check everything the user typed before reading a byte.
         let tag = opts
             .reference

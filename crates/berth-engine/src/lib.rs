@@ -31,7 +31,7 @@ pub use containers::exec::wait_exec;
 pub use containers::monitor::run as run_monitor;
 pub use containers::{
     AttachOptions, Attached, CommitOptions, Container, CopyTarget, CreateOptions, Event,
-    ExecOptions, Frame, LogLine, LogOptions, PsFilter, Status, StopOutcome, TtySize,
+    ExecOptions, Frame, LogLine, LogOptions, PsFilter, Status, StopOutcome, TtySize, WaitCondition,
 };
 pub use events::{EventFilter, EventMessage, EventsOptions};
 pub use images::{HistoryRow, ImageFilter, ImageSummary, RemovedItem};

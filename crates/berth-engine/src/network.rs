@@ -420,6 +420,20 @@ impl Engine {
         n: usize,
         default_route: bool,
     ) -> Result<Endpoint> {
+        let ep = self.attach_endpoint_inner(c, paths, net, cfg, n, default_route)?;
+        self.emit_network("connect", &net.id, &net.name, Some(&c.id));
+        Ok(ep)
+    }
+
+    fn attach_endpoint_inner(
+        &self,
+        c: &Container,
+        paths: &Paths,
+        net: &NetInfo,
+        cfg: &EndpointConfig,
+        n: usize,
+        default_route: bool,
+    ) -> Result<Endpoint> {
         self.ensure_net_devices(net)?;
         let ns = netns_path(paths);
         let base = u32::from(net.subnet);
@@ -523,6 +537,7 @@ impl Engine {
             berth_net::lease::give_back(&ep.network_id, ip, &netns_path(paths));
         }
         let _ = std::fs::remove_file(endpoints_dir(paths).join(&ep.network_id));
+        self.emit_network("disconnect", &ep.network_id, &ep.network, Some(&c.id));
     }
 
     /// Undoes [`Engine::net_up`]; safe to call when nothing was set up,

@@ -430,6 +430,7 @@ impl Engine {
             self.remove_net_devices(&info.id, &info.bridge);
             return Err(e);
         }
+        self.emit_network("create", &info.id, &info.name, None);
         Ok(self.row_network(&row)?.0)
     }
 
@@ -525,6 +526,7 @@ impl Engine {
         let info = self.net_info(&n.id)?;
         self.store.delete_network(&n.id)?;
         self.remove_net_devices(&n.id, &info.bridge);
+        self.emit_network("destroy", &n.id, &n.name, None);
         Ok(n)
     }
 

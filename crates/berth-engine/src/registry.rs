@@ -526,6 +526,18 @@ impl Engine {
         opts: &PullOptions,
         progress: &mut dyn FnMut(PullEvent),
     ) -> Result<Pulled> {
+        let pulled = self.pull_one(name, opts, progress)?;
+        let familiar = crate::images::familiar(&pulled.reference);
+        self.emit_image("pull", &familiar, &familiar);
+        Ok(pulled)
+    }
+
+    fn pull_one(
+        &self,
+        name: &str,
+        opts: &PullOptions,
+        progress: &mut dyn FnMut(PullEvent),
+    ) -> Result<Pulled> {
         // Reference::parse names `latest` when no tag or digest is given.
         let r = Reference::parse(name)?;
         let repo = r.path().to_string();
@@ -740,6 +752,20 @@ impl Engine {
     /// `push`: an image of the store to the registry its name says.
     /// Returns the manifest's digest and size.
     pub fn push(
+        &self,
+        name: &str,
+        opts: &PushOptions,
+        progress: &mut dyn FnMut(PushEvent),
+    ) -> Result<(Digest, usize)> {
+        let pushed = self.push_one(name, opts, progress)?;
+        let familiar = Reference::parse(name)
+            .map(|r| crate::images::familiar(&r.to_string()))
+            .unwrap_or_else(|_| name.to_string());
+        self.emit_image("push", &familiar, &familiar);
+        Ok(pushed)
+    }
+
+    fn push_one(
         &self,
         name: &str,
         opts: &PushOptions,

@@ -93,6 +93,7 @@ impl Engine {
             options: "{}".into(),
         };
         self.store.put_volume(&row)?;
+        self.emit_volume("create", name, &[]);
         let r = self
             .store
             .volume(name)?
@@ -184,7 +185,9 @@ impl Engine {
         }
         self.store.delete_volume(name)?;
         let dir = self.root().join("volumes").join(name);
-        crate::containers::remove_tree(&dir)
+        crate::containers::remove_tree(&dir)?;
+        self.emit_volume("destroy", name, &[]);
+        Ok(())
     }
 
     /// `volume prune`: anonymous unused volumes, or all unused with `all`.

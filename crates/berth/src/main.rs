@@ -67,6 +67,8 @@ enum Command {
     Save(cmd::images::SaveArgs),
     /// Load an image from a tar archive or STDIN
     Load(cmd::images::LoadArgs),
+    /// Get real time events from the server
+    Events(cmd::system::EventsArgs),
     /// Display system-wide information
     Info(cmd::system::InfoArgs),
     /// Manage Berth
@@ -89,7 +91,7 @@ enum Command {
     /// Remove one or more containers
     Rm(cmd::containers::RmArgs),
     /// Block until one or more containers stop, then print their exit codes
-    Wait(cmd::containers::ContainersArgs),
+    Wait(cmd::containers::WaitArgs),
     /// Fetch the logs of a container
     Logs(cmd::containers::LogsArgs),
     /// Execute a command in a running container
@@ -175,6 +177,7 @@ fn main() -> ExitCode {
         Command::History(a) => cmd::images::history(&ctx, a),
         Command::Save(a) => cmd::images::save(&ctx, a),
         Command::Load(a) => cmd::images::load(&ctx, a),
+        Command::Events(a) => cmd::system::events(&ctx, a),
         Command::Info(a) => cmd::system::info(&ctx, a),
         Command::System(c) => cmd::system::system(&ctx, c),
         Command::Version(a) => cmd::system::version(&ctx, a),

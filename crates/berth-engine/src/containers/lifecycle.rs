@@ -16,7 +16,7 @@ use berth_runtime::Runtime;
 
 use super::attach::{AttachOptions, Attached, Event, Frame};
 use super::{monitor, Container, Paths, Status, Ulimit};
-use crate::{Engine, Error, Result};
+use crate::{Engine, Error, EventFilter, EventsOptions, Result};
 
 /// `SIGTERM`, `TERM`, `term` or `15`.
 pub(crate) fn parse_signal(s: &str) -> Result<i32> {
@@ -172,6 +172,33 @@ pub(crate) fn daemon_config() -> Option<serde_json::Value> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/etc/berth/daemon.json"));
     serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+/// `wait --condition`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitCondition {
+    #[default]
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+impl std::str::FromStr for WaitCondition {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<WaitCondition> {
+        match s {
+            "" | "not-running" => Ok(WaitCondition::NotRunning),
+            "next-exit" => Ok(WaitCondition::NextExit),
+            "removed" => Ok(WaitCondition::Removed),
+            _ => Err(Error::InvalidArgument(format!(
+                "invalid condition: \"{s}\""
+            ))),
+        }
+    }
+}
+
+fn exit_code_of(e: &crate::EventMessage) -> Option<i32> {
+    e.attributes.get("exitCode")?.parse().ok()
 }
 
 /// What `stop` did.
@@ -374,37 +401,65 @@ impl Engine {
         Ok(c)
     }
 
-    /// `wait`: blocks until the container stops; returns its exit code.
-    pub fn wait_container(&self, name: &str) -> Result<i32> {
+    /// `wait`: blocks until `condition` holds; returns the exit code.
+    /// `not-running` returns at once for a container that is not running
+    /// (a created one too, as Docker's); `next-exit` waits for the next
+    /// exit even across restarts; `removed` waits until it is gone.
+    pub fn wait_container(&self, name: &str, condition: WaitCondition) -> Result<i32> {
+        let since = berth_oci::time::now_nanos();
         let c = self.container(name)?;
-        let p = self.paths(&c.id);
-        let id = c.id.clone();
-        let mut status = c.state.status;
-        let deadline_poll = Duration::from_millis(50);
-        loop {
-            match status {
-                Status::Exited | Status::Dead => break,
-                s if s.is_live() => {
-                    let _ = lock_monitor(&p, true)?;
+        match condition {
+            WaitCondition::NotRunning => {
+                if !c.state.status.is_live() {
+                    return Ok(c.state.exit_code);
                 }
-                // Created: wait for someone to start it.
-                _ => std::thread::sleep(deadline_poll),
+                // The monitor lets go of its lock once the container has
+                // stopped for good (restart policies included).
+                let _ = lock_monitor(&self.paths(&c.id), true)?;
+                match self.container(&c.id) {
+                    Ok(now) => Ok(now.state.exit_code),
+                    // Removed meanwhile (--rm): its last exit is in the
+                    // journal.
+                    Err(Error::NoSuchContainer(_)) => {
+                        let mut code = c.state.exit_code;
+                        let opts = EventsOptions {
+                            since: Some(since),
+                            until: Some(berth_oci::time::now_nanos()),
+                            filter: EventFilter::container(&c.id),
+                        };
+                        self.events(&opts, |e| {
+                            if let Some(e) = e.filter(|e| e.action == "die") {
+                                code = exit_code_of(e).unwrap_or(code);
+                            }
+                            true
+                        })?;
+                        Ok(code)
+                    }
+                    Err(e) => Err(e),
+                }
             }
-            let c = match self.container(&id) {
-                Ok(c) => c,
-                // Removed meanwhile (--rm): Docker reports what it saw.
-                Err(Error::NoSuchContainer(_)) => return Ok(0),
-                Err(e) => return Err(e),
-            };
-            if c.state.status == Status::Created && c.state.exit_code != 0 {
-                return Ok(c.state.exit_code);
-            }
-            status = c.state.status;
-            if status == Status::Exited {
-                return Ok(c.state.exit_code);
-            }
+            WaitCondition::NextExit => self.wait_for_event(&c, since, "die"),
+            WaitCondition::Removed => self.wait_for_event(&c, since, "destroy"),
         }
-        Ok(self.container(&id)?.state.exit_code)
+    }
+
+    /// Follows the journal from `since` until `c` has an event `action`;
+    /// the exit code of its last `die` by then.
+    fn wait_for_event(&self, c: &Container, since: i64, action: &str) -> Result<i32> {
+        let mut code = c.state.exit_code;
+        let opts = EventsOptions {
+            since: Some(since),
+            until: None,
+            filter: EventFilter::container(&c.id),
+        };
+        self.events(&opts, |e| {
+            let Some(e) = e else { return true };
+            if e.action == "die" {
+                code = exit_code_of(e).unwrap_or(code);
+            }
+            e.action != action
+        })?;
+        Ok(code)
     }
 
     pub fn pause_container(&self, name: &str) -> Result<Container> {

@@ -28,7 +28,7 @@ pub use attach::{AttachOptions, Attached, Event, Frame, TtySize};
 pub use create::{parse_bytes, CreateOptions};
 pub use exec::ExecOptions;
 pub use files::CopyTarget;
-pub use lifecycle::StopOutcome;
+pub use lifecycle::{StopOutcome, WaitCondition};
 pub use logs::{LogLine, LogOptions};
 pub use snapshot::CommitOptions;
 
@@ -257,6 +257,16 @@ impl Container {
         })
     }
 
+    /// Docker's health filter value: the check's status while it runs,
+    /// `none` for a container without one.
+    pub fn health_status(&self) -> &str {
+        // A stopped container keeps its last health, as inspect shows.
+        self.state
+            .health
+            .as_ref()
+            .map_or("none", |h| h.status.as_str())
+    }
+
     pub fn short_id(&self) -> &str {
         &self.id[..12]
     }
@@ -277,6 +287,8 @@ impl Container {
                 let up = format!("Up {}", since(s.started_at));
                 if s.status == Status::Paused {
                     format!("{up} (Paused)")
+                } else if let Some(h) = &s.health {
+                    format!("{up} {}", h.status_suffix())
                 } else {
                     up
                 }
@@ -307,6 +319,8 @@ pub struct PsFilter {
     pub exited: Vec<i32>,
     pub before: Option<String>,
     pub since: Option<String>,
+    /// `starting`, `healthy`, `unhealthy` or `none`.
+    pub health: Vec<String>,
 }
 
 impl PsFilter {
@@ -347,6 +361,14 @@ impl PsFilter {
                 "exited" => f.exited.push(value.parse().map_err(|_| {
                     Error::InvalidArgument(format!("invalid filter 'exited={value}'"))
                 })?),
+                "health" => {
+                    if !["starting", "healthy", "unhealthy", "none"].contains(&value.as_str()) {
+                        return Err(Error::InvalidArgument(format!(
+                            "Unrecognised filter value for health: {value}"
+                        )));
+                    }
+                    f.health.push(value)
+                }
                 "before" => f.before = Some(value),
                 "since" => f.since = Some(value),
                 _ => return Err(Error::InvalidArgument(format!("invalid filter '{key}'"))),
@@ -512,6 +534,8 @@ impl Engine {
                 && (filter.ancestor.is_empty() || ancestors.contains(&c.image_id))
                 && (filter.exited.is_empty()
                     || (st == Status::Exited && filter.exited.contains(&c.state.exit_code)))
+                && (filter.health.is_empty()
+                    || filter.health.iter().any(|h| *h == c.health_status()))
                 && before.is_none_or(|b| c.created < b)
                 && since.is_none_or(|s| c.created > s)
         });
@@ -631,7 +655,7 @@ impl Engine {
             "MacAddress": top.mac_address,
             "Networks": networks,
         });
-        Ok(json!({
+        let mut doc = json!({
             "Id": c.id,
             "Created": time::format_rfc3339(c.created),
             "Path": c.spec.path,
@@ -674,7 +698,12 @@ impl Engine {
             "Mounts": mounts,
             "Config": c.spec.config,
             "NetworkSettings": network,
-        }))
+        });
+        // Docker leaves Health out for containers without a check.
+        if let Some(h) = &s.health {
+            doc["State"]["Health"] = json!(h);
+        }
+        Ok(doc)
     }
 
     pub fn rename_container(&self, name: &str, new_name: &str) -> Result<()> {

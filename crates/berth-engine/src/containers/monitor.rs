@@ -238,6 +238,8 @@ struct Monitor<'a> {
     resolver: Option<berth_net::dns::Resolver>,
     /// The health check, while the process runs.
     prober: Option<Prober>,
+    /// The bundle of this run mounted its volumes (unmount events due).
+    volumes_mounted: bool,
 }
 
 /// Entry point of `berth monitor <id>`. Returns the monitor's exit code.
@@ -337,6 +339,7 @@ fn monitor(opts: EngineOptions, id: &str, starter: Option<UnixStream>) -> Result
         port_guards: Vec::new(),
         resolver: None,
         prober: None,
+        volumes_mounted: false,
     };
     if let Some(s) = starter {
         m.add_client(s, true);
@@ -540,6 +543,12 @@ impl Monitor<'_> {
             let _ = rt.delete(&self.c.id);
         }
         self.engine.unmount_container(&self.paths);
+        if std::mem::take(&mut self.volumes_mounted) {
+            for m in self.c.spec.mounts.iter().filter(|m| m.kind == "volume") {
+                self.engine
+                    .emit_volume("unmount", &m.name, &[("container", self.c.id.clone())]);
+            }
+        }
         self.resolver = None;
         self.engine.net_down(&mut self.c, &self.paths);
         self.port_guards.clear();
@@ -564,6 +573,7 @@ impl Monitor<'_> {
                 .map_err(|e| (e.to_string(), 125))?;
         }
         let (bundle, upstreams) = self.engine.prepare_bundle(&self.c, &self.paths)?;
+        self.volumes_mounted = true;
         // The embedded resolver, when resolv.conf names it (a container in
         // another's namespace is served by that one's monitor).
         if let Some(upstreams) = upstreams.filter(|_| own_netns) {
@@ -1141,6 +1151,16 @@ impl Engine {
                         m.destination.clone(),
                         !m.rw,
                     ));
+                    self.emit_volume(
+                        "mount",
+                        &m.name,
+                        &[
+                            ("container", c.id.clone()),
+                            ("destination", m.destination.clone()),
+                            ("propagation", m.propagation.clone()),
+                            ("read/write", m.rw.to_string()),
+                        ],
+                    );
                 }
                 "tmpfs" => {
                     let mut options = vec![

@@ -148,6 +148,27 @@ pub struct CreateFlags {
     /// Pull image before running ("always", "missing", "never")
     #[arg(long)]
     pull: Option<String>,
+    /// Command to run to check health
+    #[arg(long)]
+    health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 0s)
+    #[arg(long)]
+    health_interval: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long, allow_negative_numbers = true)]
+    health_retries: Option<i64>,
+    /// Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)
+    #[arg(long)]
+    health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h) (default 0s)
+    #[arg(long)]
+    health_start_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 0s)
+    #[arg(long)]
+    health_timeout: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long)]
+    no_healthcheck: bool,
     /// The image, then the command and its arguments. One positional, so
     /// that flag parsing stops at the image as Docker's does (`IMAGE -c x`).
     #[arg(
@@ -210,6 +231,13 @@ impl CreateFlags {
             dns_search: self.dns_search.clone(),
             dns_options: self.dns_option.clone(),
             add_hosts: self.add_host.clone(),
+            health_cmd: self.health_cmd.clone(),
+            health_interval: self.health_interval.clone(),
+            health_timeout: self.health_timeout.clone(),
+            health_start_period: self.health_start_period.clone(),
+            health_start_interval: self.health_start_interval.clone(),
+            health_retries: self.health_retries,
+            no_healthcheck: self.no_healthcheck,
         }
     }
 }
@@ -488,7 +516,7 @@ pub enum ContainerCommand {
     #[command(visible_alias = "remove")]
     Rm(RmArgs),
     /// Block until one or more containers stop, then print their exit codes
-    Wait(ContainersArgs),
+    Wait(WaitArgs),
     /// Fetch the logs of a container
     Logs(LogsArgs),
     /// Execute a command in a running container
@@ -911,11 +939,21 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<u8> {
     })
 }
 
-pub fn wait(ctx: &Ctx, a: ContainersArgs) -> Result<u8> {
+#[derive(Args)]
+pub struct WaitArgs {
+    /// Wait until the container is "not-running" (the default), has its "next-exit", or is "removed"
+    #[arg(long, default_value = "not-running")]
+    condition: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn wait(ctx: &Ctx, a: WaitArgs) -> Result<u8> {
     let engine = ctx.engine()?;
+    let condition: berth_engine::WaitCondition = a.condition.parse()?;
     let mut code = 0;
     for n in &a.containers {
-        match engine.wait_container(n) {
+        match engine.wait_container(n, condition) {
             Ok(c) => println!("{c}"),
             Err(e) => {
                 print_error(&e.into());
@@ -1068,7 +1106,7 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
         detach: a.detach,
         privileged: a.privileged,
     };
-    let p = match engine.exec_container(&a.container, &opts) {
+    let mut p = match engine.exec_container(&a.container, &opts) {
         Ok(p) => p,
         Err(berth_engine::Error::StartFailed { message, code }) => {
             eprintln!("{message}");
@@ -1076,15 +1114,15 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
         }
         Err(e) => return Err(e.into()),
     };
-    drop(engine);
     if a.detach {
         return Ok(0);
     }
-    let Some(master) = p.master else {
-        return Ok(berth_engine::wait_exec(p.pid) as u8);
-    };
-    relay_pty(master, a.interactive);
-    Ok(berth_engine::wait_exec(p.pid) as u8)
+    if let Some(master) = p.master.take() {
+        relay_pty(master, a.interactive);
+    }
+    let code = berth_engine::wait_exec(p.pid);
+    engine.exec_finished(&p, code);
+    Ok(code as u8)
 }
 
 /// Copies between our terminal and a pty master until the master closes.

@@ -40,6 +40,86 @@ pub enum SystemCommand {
     Info(InfoArgs),
     /// Find and remove what crashed containers left behind (network namespaces, interfaces, rules, leases)
     Check(CheckArgs),
+    /// Get real time events from the server
+    Events(EventsArgs),
+}
+
+#[derive(Args)]
+pub struct EventsArgs {
+    /// Filter output based on conditions provided
+    #[arg(short, long)]
+    filter: Vec<String>,
+    /// Format output using a custom template: 'json' or a Go template
+    #[arg(long)]
+    format: Option<String>,
+    /// Show all events created since timestamp
+    #[arg(long)]
+    since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long)]
+    until: Option<String>,
+}
+
+/// `events`: the journal's events, replayed and followed, as Docker prints
+/// them.
+pub fn events(ctx: &Ctx, a: EventsArgs) -> Result<u8> {
+    use std::io::Write;
+    let engine = ctx.engine()?;
+    let now = berth_oci::time::now_nanos();
+    let when = |v: &Option<String>| -> Result<Option<i64>> {
+        v.as_deref()
+            .map(|s| {
+                berth_oci::time::parse_timestamp(s, now)
+                    .ok_or_else(|| anyhow::anyhow!("invalid value for time: {s:?}"))
+            })
+            .transpose()
+    };
+    let opts = berth_engine::EventsOptions {
+        since: when(&a.since)?,
+        until: when(&a.until)?,
+        filter: berth_engine::EventFilter::parse(&a.filter)?,
+    };
+    let format = a.format.as_deref().map(crate::output::normalise_format);
+    // `{{json .}}` is Docker's wire JSON; other templates see Go's field
+    // names (`.ID`, `.Status`, `.Actor.Attributes.name`).
+    let raw_json = format.is_some_and(|f| f.trim() == "{{json .}}");
+    let template = match format {
+        Some(f) if !raw_json => Some(crate::render::Template::parse(f)?),
+        _ => None,
+    };
+    let mut out = std::io::stdout().lock();
+    let mut failed: Option<anyhow::Error> = None;
+    engine.events(&opts, |e| {
+        let Some(e) = e else {
+            return true;
+        };
+        let line = if raw_json {
+            Ok(e.to_docker_json().to_string())
+        } else if let Some(t) = &template {
+            let d = e.to_docker_json();
+            let v = json!({
+                "Status": d.get("status").cloned().unwrap_or(json!("")),
+                "ID": d.get("id").cloned().unwrap_or(json!("")),
+                "From": d.get("from").cloned().unwrap_or(json!("")),
+                "Type": d["Type"], "Action": d["Action"], "Actor": d["Actor"],
+                "Scope": d["scope"], "Time": d["time"], "TimeNano": d["timeNano"],
+            });
+            t.render(&v).map_err(anyhow::Error::from)
+        } else {
+            Ok(e.to_line())
+        };
+        match line.and_then(|l| writeln!(out, "{l}").map_err(anyhow::Error::from)) {
+            Ok(()) => true,
+            Err(err) => {
+                failed = Some(err);
+                false
+            }
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(0),
+    }
 }
 
 #[derive(Args)]
@@ -72,6 +152,7 @@ fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
 
 pub fn system(ctx: &Ctx, c: SystemCommand) -> Result<u8> {
     match c {
+        SystemCommand::Events(a) => events(ctx, a),
         SystemCommand::Df(a) => df(ctx, a),
         SystemCommand::Info(a) => info(ctx, a),
         SystemCommand::Check(a) => check(ctx, a),
