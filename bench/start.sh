@@ -2,7 +2,8 @@
 # Container start-up: `berth run --rm --network none busybox true` against
 # podman (runc, cgroupfs) on the same image and bare `runc run` on the same
 # rootfs, and both engines on their default bridge network, in one run on
-# this machine. Also the RSS of one idle monitor and
+# this machine. Also the RSS of one idle monitor (without and with a 1 s
+# health check) and
 # `berth ps -a` with 100 containers in the store.
 # Goals: >= 5x faster than podman, no slower than runc; monitor <= 2 MiB;
 # ps -a < 50 ms.
@@ -76,6 +77,21 @@ mon=$(pgrep -f "monitor $id" | head -1)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$mon/status")
 pss=$(awk '/^Pss:/ {s+=$2} END {print s}' "/proc/$mon/smaps" 2>/dev/null || echo "?")
 echo "idle monitor: RSS ${rss} KiB, PSS ${pss} KiB (goal: RSS <= 2048 KiB; RSS counts libc pages shared with every process)"
+$B rm -f "$id" >/dev/null
+
+# The same with a health check every second: probing must not make it grow.
+# HEALTH_SECS (default 300) is how long it probes before the second reading.
+health_secs=${HEALTH_SECS:-300}
+id=$($B run -d --network none --health-cmd true --health-interval 1s busybox sleep 100000)
+mon=$(pgrep -f "monitor $id" | head -1)
+mem() {
+    printf 'RSS %s KiB, PSS %s KiB' "$(awk '/VmRSS/ {print $2}' "/proc/$mon/status")" \
+        "$(awk '/^Pss:/ {s+=$2} END {print s}' "/proc/$mon/smaps" 2>/dev/null || echo "?")"
+}
+sleep 10
+echo "monitor with a 1 s health check, after 10 s: $(mem)"
+sleep $((health_secs - 10))
+echo "monitor with a 1 s health check, after ${health_secs} s: $(mem) ($($B inspect -f '{{len .State.Health.Log}} probes in the log, {{.State.Health.Status}}' "$id"))"
 $B rm -f "$id" >/dev/null
 
 # ps -a with 100 containers.

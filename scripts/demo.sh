@@ -58,9 +58,17 @@ berth rmi demo-app
 berth rm -f demo-www >/dev/null 2>&1 || true
 berth network rm demo-net >/dev/null 2>&1 || true
 berth network create demo-net
-berth run -d --name demo-www --network demo-net -p 127.0.0.1:18080:80 busybox \
+berth run -d --name demo-www --network demo-net -p 127.0.0.1:18080:80 \
+    --health-cmd 'wget -qO /dev/null http://127.0.0.1/' --health-interval 1s busybox \
     sh -c 'mkdir -p /www && echo "hello over the network" > /www/index.html && exec httpd -f -p 80 -h /www'
-sleep 1
+# Its health check, run by its monitor, turns it healthy once httpd answers.
+i=0
+until [ "$(berth inspect -f '{{.State.Health.Status}}' demo-www)" = healthy ] || [ $i -ge 60 ]; do
+    sleep 0.5
+    i=$((i + 1))
+done
+berth ps --filter name=demo-www --format '{{.Names}}: {{.Status}}'
+berth events --since 1m --until 0s --filter container=demo-www
 berth run --rm --network demo-net busybox wget -qO- http://demo-www/
 berth port demo-www
 busybox wget -qO- http://127.0.0.1:18080/
