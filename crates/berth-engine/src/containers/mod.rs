@@ -12,6 +12,8 @@ pub(crate) mod monitor;
 mod names;
 pub(crate) mod rootfs;
 mod snapshot;
+mod stats;
+mod update;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -30,6 +32,8 @@ pub(crate) use lifecycle::random_u64;
 pub use lifecycle::StopOutcome;
 pub use logs::{LogLine, LogOptions};
 pub use snapshot::CommitOptions;
+pub use stats::StatsSample;
+pub use update::UpdateOptions;
 
 use crate::{Engine, Error, Result};
 
@@ -95,8 +99,14 @@ pub struct HostConfig {
     pub runtime: String,
     pub memory: i64,
     pub memory_swap: i64,
+    /// `--memory-reservation`: the soft limit, 0 for none.
+    #[serde(default)]
+    pub memory_reservation: i64,
     pub nano_cpus: i64,
     pub cpu_shares: i64,
+    /// `--cpuset-cpus`: the CPUs it may use (`0-1,3`), empty for all.
+    #[serde(default)]
+    pub cpuset_cpus: String,
     pub pids_limit: Option<i64>,
     pub ulimits: Vec<Ulimit>,
     pub init: bool,
