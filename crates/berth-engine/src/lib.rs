@@ -31,7 +31,8 @@ pub use containers::exec::wait_exec;
 pub use containers::monitor::run as run_monitor;
 pub use containers::{
     AttachOptions, Attached, CommitOptions, Container, CopyTarget, CreateOptions, Event,
-    ExecOptions, Frame, LogLine, LogOptions, PsFilter, Status, StopOutcome, TtySize, WaitCondition,
+    ExecOptions, Frame, LogLine, LogOptions, PsFilter, StatsSample, Status, StopOutcome, TtySize,
+    UpdateOptions, WaitCondition,
 };
 pub use events::{EventFilter, EventMessage, EventsOptions};
 pub use images::{HistoryRow, ImageFilter, ImageSummary, RemovedItem};
@@ -83,6 +84,13 @@ pub enum Error {
     },
     #[error("{0}: {1}")]
     Stream(&'static str, #[source] std::io::Error),
+    /// The kernel refused a live change of a container's cgroup.
+    #[error("Cannot update container {id}: {source}")]
+    CannotUpdate {
+        id: String,
+        #[source]
+        source: berth_runtime::Error,
+    },
 }
 
 pub use berth_store::ErrorKind;
@@ -102,7 +110,9 @@ impl Error {
             | Error::Layer(_) => ErrorKind::InvalidArgument,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Store(e) => e.kind(),
-            Error::Io { .. } | Error::Stream(..) => ErrorKind::Internal,
+            Error::Io { .. } | Error::Stream(..) | Error::CannotUpdate { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 

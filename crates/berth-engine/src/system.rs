@@ -79,7 +79,7 @@ fn os_release() -> String {
         .unwrap_or_else(|| "Linux".into())
 }
 
-fn mem_total() -> u64 {
+pub(crate) fn mem_total() -> u64 {
     let text = fs::read_to_string("/proc/meminfo").unwrap_or_default();
     text.lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))

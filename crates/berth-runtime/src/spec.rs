@@ -197,10 +197,14 @@ pub struct Resources {
     pub memory: Option<i64>,
     /// Memory plus swap; -1 for unlimited swap.
     pub memory_swap: Option<i64>,
+    /// Soft limit (`--memory-reservation`).
+    pub memory_reservation: Option<i64>,
     pub cpu_shares: Option<u64>,
     pub cpu_quota: Option<i64>,
     pub cpu_period: Option<u64>,
     pub pids_limit: Option<i64>,
+    /// CPUs the container may run on (`--cpuset-cpus`, e.g. `0-1,3`).
+    pub cpuset_cpus: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -334,6 +338,9 @@ fn resources_json(r: &Resources, privileged: bool) -> Value {
     } else if let Some(s) = r.memory_swap {
         memory.insert("swap".into(), json!(s));
     }
+    if let Some(v) = r.memory_reservation {
+        memory.insert("reservation".into(), json!(v));
+    }
     if !memory.is_empty() {
         v["memory"] = Value::Object(memory);
     }
@@ -344,6 +351,9 @@ fn resources_json(r: &Resources, privileged: bool) -> Value {
     if let Some(q) = r.cpu_quota {
         cpu.insert("quota".into(), json!(q));
         cpu.insert("period".into(), json!(r.cpu_period.unwrap_or(100_000)));
+    }
+    if let Some(c) = &r.cpuset_cpus {
+        cpu.insert("cpus".into(), json!(c));
     }
     if !cpu.is_empty() {
         v["cpu"] = Value::Object(cpu);
@@ -453,5 +463,17 @@ mod tests {
         let v = resources_json(&r, false);
         assert_eq!(v["memory"]["limit"], json!(64 << 20));
         assert_eq!(v["memory"]["swap"], json!(128 << 20));
+    }
+
+    #[test]
+    fn reservation_and_cpuset_reach_the_config() {
+        let r = Resources {
+            memory_reservation: Some(32 << 20),
+            cpuset_cpus: Some("0".into()),
+            ..Default::default()
+        };
+        let v = resources_json(&r, false);
+        assert_eq!(v["memory"]["reservation"], json!(32 << 20));
+        assert_eq!(v["cpu"]["cpus"], json!("0"));
     }
 }

@@ -102,8 +102,12 @@ enum Command {
     Ps(cmd::containers::PsArgs),
     /// Display the running processes of a container
     Top(cmd::containers::TopArgs),
-    /// Display container(s) resource usage statistics
+    /// Display a live stream of container(s) resource usage statistics
     Stats(cmd::containers::StatsArgs),
+    /// Update configuration of one or more containers
+    Update(cmd::containers::UpdateArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(cmd::containers::ExportArgs),
     /// Pause all processes within one or more containers
     Pause(cmd::containers::ContainersArgs),
     /// Unpause all processes within one or more containers
@@ -195,6 +199,8 @@ fn main() -> ExitCode {
         Command::Ps(a) => cmd::containers::ps(&ctx, a),
         Command::Top(a) => cmd::containers::top(&ctx, a),
         Command::Stats(a) => cmd::containers::stats(&ctx, a),
+        Command::Update(a) => cmd::containers::update(&ctx, a),
+        Command::Export(a) => cmd::containers::export(&ctx, a),
         Command::Pause(a) => cmd::containers::pause(&ctx, a),
         Command::Unpause(a) => cmd::containers::unpause(&ctx, a),
         Command::Rename(a) => cmd::containers::rename(&ctx, a),

@@ -39,9 +39,13 @@ pub struct CreateOptions {
     pub read_only: bool,
     pub memory: Option<String>,
     pub memory_swap: Option<String>,
+    /// `--memory-reservation`: the soft limit.
+    pub memory_reservation: Option<String>,
     pub cpus: Option<f64>,
     pub cpu_shares: Option<i64>,
     pub pids_limit: Option<i64>,
+    /// `--cpuset-cpus`: the CPUs it may use (`0-1,3`).
+    pub cpuset_cpus: Option<String>,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub privileged: bool,
@@ -163,7 +167,7 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
     Ok((n * mult as f64) as i64)
 }
 
-fn parse_restart(s: &str) -> Result<RestartPolicy> {
+pub(super) fn parse_restart(s: &str) -> Result<RestartPolicy> {
     let (name, count) = match s.split_once(':') {
         Some((n, c)) => (n, Some(c)),
         None => (s, None),
@@ -702,6 +706,15 @@ impl Engine {
                 "Minimum memoryswap limit should be larger than memory limit, see usage",
             ));
         }
+        let memory_reservation = opts
+            .memory_reservation
+            .as_deref()
+            .map(parse_bytes)
+            .transpose()?
+            .unwrap_or(0);
+        super::update::check_reservation(memory, memory_reservation)?;
+        let cpuset_cpus = opts.cpuset_cpus.clone().unwrap_or_default();
+        super::update::check_cpuset(&cpuset_cpus)?;
         let nano_cpus = match opts.cpus {
             Some(c) if c < 0.0 => {
                 return Err(invalid(format!(
@@ -840,8 +853,10 @@ impl Engine {
             runtime,
             memory,
             memory_swap,
+            memory_reservation,
             nano_cpus,
             cpu_shares: opts.cpu_shares.unwrap_or(0),
+            cpuset_cpus,
             pids_limit: opts.pids_limit.filter(|p| *p != 0),
             ulimits,
             init: opts.init,

@@ -1,12 +1,12 @@
 //! Looking into a container from outside: `cp` both ways (running or
-//! not), `top` and `stats`.
+//! not), `top` and `export`.
 
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use berth_layer::{ExtractOptions, Whiteouts};
-use berth_runtime::cgroup::{Cgroup, Stats};
+use berth_runtime::cgroup::Cgroup;
 
 use super::rootfs::{self, resolve_in_root};
 use super::{lifecycle, Container, Status};
@@ -43,7 +43,10 @@ fn invalid(msg: String) -> Error {
 }
 
 impl Engine {
-    fn view(&self, c: &Container) -> Result<View> {
+    /// The container's merged filesystem: its live rootfs when it runs,
+    /// otherwise its overlay mounted at a mount point of this process's
+    /// own (read-only when `read_only`), unmounted when the view drops.
+    fn view(&self, c: &Container, read_only: bool) -> Result<View> {
         let p = self.paths(&c.id);
         if c.state.status.is_live() && p.rootfs().exists() {
             return Ok(View {
@@ -60,12 +63,39 @@ impl Engine {
         // Not in the store's scratch space: its cleaner would recurse into
         // a mount left by a killed process.
         let target = p.run.join(format!("cp-{}", std::process::id()));
-        self.mount_rootfs(&c.image_id, &p.dir, &target)?;
-        Ok(View {
+        // Made before the mount, so that a failure anywhere on the way
+        // still unmounts and removes the mount point.
+        let view = View {
             root: target.clone(),
-            mounted: Some(target),
+            mounted: Some(target.clone()),
             _lock: lock,
-        })
+        };
+        self.mount_rootfs(&c.image_id, &p.dir, &target)?;
+        if read_only {
+            use nix::mount::{mount, MsFlags};
+            mount(
+                None::<&str>,
+                &target,
+                None::<&str>,
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(|e| Error::Internal(format!("remount {} read-only: {e}", target.display())))?;
+        }
+        Ok(view)
+    }
+
+    /// `export`: the container's whole filesystem (not its volumes) as an
+    /// uncompressed tar, running or not.
+    pub fn export_container(&self, name: &str, out: &mut dyn Write) -> Result<()> {
+        let c = self.container(name)?;
+        let view = self.view(&c, true)?;
+        let items = berth_layer::tree_items(&view.root)?;
+        let opts = berth_layer::WriteOptions::default();
+        let out = berth_layer::write_layer(&view.root, &items, out, &opts)?;
+        out.flush().map_err(|e| Error::Stream("write archive", e))?;
+        self.emit_container(&c, "export", &[]);
+        Ok(())
     }
 
     /// Maps a container path to the host path that holds it, through the
@@ -117,7 +147,7 @@ impl Engine {
     /// `cp CONTAINER:SRC DEST`.
     pub fn copy_from_container(&self, name: &str, src: &str, dest: CopyTarget) -> Result<()> {
         let c = self.container(name)?;
-        let view = self.view(&c)?;
+        let view = self.view(&c, false)?;
         let host_src = self.host_path(&c, &view, src)?;
         let md = fs::symlink_metadata(&host_src).map_err(|_| {
             Error::NotFound(format!("Could not find the file {src} in container {name}"))
@@ -154,7 +184,7 @@ impl Engine {
                 "container rootfs is marked read-only".into(),
             ));
         }
-        let view = self.view(&c)?;
+        let view = self.view(&c, false)?;
         let host_dest = self.host_path(&c, &view, dest)?;
         let trailing = dest.ends_with('/');
         let lookup = |p: &Path| fs::metadata(p).ok().map(|m| m.is_dir());
@@ -254,14 +284,6 @@ impl Engine {
             rows.push(row);
         }
         Ok((header, rows))
-    }
-
-    /// `stats --no-stream`: one reading of the container's cgroup.
-    pub fn container_stats(&self, c: &Container) -> Stats {
-        if !matches!(c.state.status, Status::Running | Status::Paused) {
-            return Stats::default();
-        }
-        Cgroup::new(&format!("/berth/{}", c.id)).stats()
     }
 }
 

@@ -14,6 +14,8 @@ mod names;
 mod prober;
 pub(crate) mod rootfs;
 mod snapshot;
+mod stats;
+mod update;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -31,6 +33,8 @@ pub use files::CopyTarget;
 pub use lifecycle::{StopOutcome, WaitCondition};
 pub use logs::{LogLine, LogOptions};
 pub use snapshot::CommitOptions;
+pub use stats::StatsSample;
+pub use update::UpdateOptions;
 
 use crate::{Engine, Error, Result};
 
@@ -100,8 +104,14 @@ pub struct HostConfig {
     pub runtime: String,
     pub memory: i64,
     pub memory_swap: i64,
+    /// `--memory-reservation`: the soft limit, 0 for none.
+    #[serde(default)]
+    pub memory_reservation: i64,
     pub nano_cpus: i64,
     pub cpu_shares: i64,
+    /// `--cpuset-cpus`: the CPUs it may use (`0-1,3`), empty for all.
+    #[serde(default)]
+    pub cpuset_cpus: String,
     pub pids_limit: Option<i64>,
     pub ulimits: Vec<Ulimit>,
     pub init: bool,

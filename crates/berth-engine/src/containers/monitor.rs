@@ -484,6 +484,13 @@ impl Monitor<'_> {
                     self.c.state.finished_at = time::now_nanos();
                     self.c.state.pid = 0;
                     self.cleanup_run();
+                    // `update` may have changed the policy (and limits)
+                    // while it ran: decide on what is recorded now.
+                    if let Ok(Some(row)) = self.engine.store.container(&self.c.id) {
+                        if let Ok(fresh) = Container::from_row(row) {
+                            self.c.spec.host = fresh.spec.host;
+                        }
+                    }
                     let policy = &self.c.spec.host.restart_policy;
                     let restart = !self.stop_requested()
                         && match policy.name.as_str() {
@@ -1252,10 +1259,13 @@ impl Engine {
         let resources = rspec::Resources {
             memory: (spec.host.memory > 0).then_some(spec.host.memory),
             memory_swap: (spec.host.memory_swap != 0).then_some(spec.host.memory_swap),
+            memory_reservation: (spec.host.memory_reservation > 0)
+                .then_some(spec.host.memory_reservation),
             cpu_shares: (spec.host.cpu_shares > 0).then_some(spec.host.cpu_shares as u64),
             cpu_quota: (spec.host.nano_cpus > 0).then_some(spec.host.nano_cpus / 10_000),
             cpu_period: (spec.host.nano_cpus > 0).then_some(100_000),
             pids_limit: spec.host.pids_limit,
+            cpuset_cpus: (!spec.host.cpuset_cpus.is_empty()).then(|| spec.host.cpuset_cpus.clone()),
         };
         let b = BundleSpec {
             rootfs: rootfs.clone(),

@@ -121,7 +121,16 @@ impl Engine {
             empty_layer: false,
         });
         let _adding = self.adding()?;
-        self.put_child_image(Some(&base), Some(layer), &image_config, tag.as_slice())
+        let id = self.put_child_image(Some(&base), Some(layer), &image_config, tag.as_slice())?;
+        self.emit_container(
+            &c,
+            "commit",
+            &[
+                ("comment", opts.message.clone().unwrap_or_default()),
+                ("imageID", id.to_string()),
+            ],
+        );
+        Ok(id)
     }
 }
 
@@ -148,6 +157,9 @@ fn committed_config(c: &Container, image: Option<&ContainerConfig>) -> Container
     out.labels = (!cfg.labels.is_empty()).then(|| cfg.labels.clone());
     if cfg.stop_signal.is_some() {
         out.stop_signal = cfg.stop_signal.clone();
+    }
+    if cfg.healthcheck.is_some() {
+        out.healthcheck = cfg.healthcheck.clone();
     }
     out
 }

@@ -4,13 +4,13 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use berth_engine::{
     AttachOptions, Attached, CommitOptions, Container, CopyTarget, CreateOptions, Engine, Event,
-    ExecOptions, Frame, LogOptions, PsFilter, Status, TtySize,
+    ExecOptions, Frame, LogOptions, PsFilter, StatsSample, Status, TtySize, UpdateOptions,
 };
 use berth_oci::time;
 use clap::{Args, Subcommand};
@@ -67,9 +67,15 @@ pub struct CreateFlags {
     /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
     #[arg(long)]
     memory_swap: Option<String>,
+    /// Memory soft limit
+    #[arg(long)]
+    memory_reservation: Option<String>,
     /// Number of CPUs
     #[arg(long)]
     cpus: Option<f64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
     /// CPU shares (relative weight)
     #[arg(short = 'c', long)]
     cpu_shares: Option<i64>,
@@ -206,7 +212,9 @@ impl CreateFlags {
             read_only: self.read_only,
             memory: self.memory.clone(),
             memory_swap: self.memory_swap.clone(),
+            memory_reservation: self.memory_reservation.clone(),
             cpus: self.cpus,
+            cpuset_cpus: self.cpuset_cpus.clone(),
             cpu_shares: self.cpu_shares,
             pids_limit: self.pids_limit,
             cap_add: self.cap_add.clone(),
@@ -432,6 +440,44 @@ pub struct StatsArgs {
 }
 
 #[derive(Args)]
+pub struct UpdateArgs {
+    /// Memory limit
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long, allow_negative_numbers = true)]
+    memory_swap: Option<String>,
+    /// Memory soft limit
+    #[arg(long)]
+    memory_reservation: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long)]
+    cpu_shares: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long, allow_negative_numbers = true)]
+    pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    restart: Option<String>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    container: String,
+}
+
+#[derive(Args)]
 pub struct RenameArgs {
     container: String,
     new_name: String,
@@ -527,6 +573,10 @@ pub enum ContainerCommand {
     Top(TopArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(StatsArgs),
+    /// Update configuration of one or more containers
+    Update(UpdateArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(ExportArgs),
     /// Pause all processes within one or more containers
     Pause(ContainersArgs),
     /// Unpause all processes within one or more containers
@@ -561,6 +611,8 @@ pub fn container(ctx: &Ctx, c: ContainerCommand) -> Result<u8> {
         ContainerCommand::Cp(a) => cp(ctx, a),
         ContainerCommand::Top(a) => top(ctx, a),
         ContainerCommand::Stats(a) => stats(ctx, a),
+        ContainerCommand::Update(a) => update(ctx, a),
+        ContainerCommand::Export(a) => export(ctx, a),
         ContainerCommand::Pause(a) => pause(ctx, a),
         ContainerCommand::Unpause(a) => unpause(ctx, a),
         ContainerCommand::Rename(a) => rename(ctx, a),
@@ -899,6 +951,68 @@ fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<u8> {
         }
     }
     Ok(code)
+}
+
+pub fn update(ctx: &Ctx, a: UpdateArgs) -> Result<u8> {
+    let opts = UpdateOptions {
+        memory: a.memory,
+        memory_swap: a.memory_swap,
+        memory_reservation: a.memory_reservation,
+        cpus: a.cpus,
+        cpu_shares: a.cpu_shares,
+        cpuset_cpus: a.cpuset_cpus,
+        pids_limit: a.pids_limit,
+        restart: a.restart,
+    };
+    if opts.is_empty() {
+        bail!("You must provide one or more flags when using this command.");
+    }
+    let engine = ctx.engine()?;
+    each(&a.containers, |n| Ok(engine.update_container(n, &opts)?))
+}
+
+pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<u8> {
+    let engine = ctx.engine()?;
+    match &a.output {
+        None => {
+            if isatty(1) {
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+            }
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            engine.export_container(&a.container, &mut out)?;
+        }
+        Some(path) => {
+            // Written next to the target and renamed: a failed export
+            // leaves no truncated archive under the asked-for name.
+            let special = std::fs::metadata(path)
+                .map(|m| !m.is_file())
+                .unwrap_or(false);
+            if special {
+                let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+                engine.export_container(&a.container, &mut f)?;
+                return Ok(0);
+            }
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+            let r = (|| -> Result<()> {
+                let f = std::fs::File::create(&tmp)?;
+                let mut w = io::BufWriter::new(f);
+                engine.export_container(&a.container, &mut w)?;
+                let f = w.into_inner().map_err(|e| e.into_error())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, path)?;
+                Ok(())
+            })();
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            r?;
+        }
+    }
+    Ok(0)
 }
 
 pub fn stop(ctx: &Ctx, a: StopArgs) -> Result<u8> {
@@ -1399,70 +1513,144 @@ pub fn top(ctx: &Ctx, a: TopArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Set by SIGINT/SIGTERM while `stats` streams.
+static STATS_STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stats_stop(_: libc::c_int) {
+    STATS_STOP.store(true, Ordering::Relaxed);
+}
+
+/// Docker's interval between two redraws of `stats`.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One row of the stats table from a reading and the one before it.
+fn stats_row(c: &Container, s: &StatsSample, prev: Option<&StatsSample>, no_trunc: bool) -> Value {
+    let id = if no_trunc {
+        c.id.clone()
+    } else {
+        c.short_id().to_string()
+    };
+    let cpu = prev.map(|p| s.cpu_percent(p)).unwrap_or(0.0);
+    let pair = |a: u64, b: u64| {
+        format!(
+            "{} / {}",
+            human_size_precision(a as f64, 3),
+            human_size_precision(b as f64, 3)
+        )
+    };
+    let (mem, limit) = if s.running {
+        (s.memory_used(), s.memory_limit)
+    } else {
+        (0, 0)
+    };
+    json!({
+        "ID": id,
+        "Container": id,
+        "Name": c.name,
+        "CPUPerc": format!("{cpu:.2}%"),
+        "MemUsage": format!("{} / {}", bytes_size(mem as f64), bytes_size(limit as f64)),
+        "MemPerc": format!("{:.2}%", if s.running { s.memory_percent() } else { 0.0 }),
+        "NetIO": pair(s.net_rx, s.net_tx),
+        "BlockIO": pair(s.block_read, s.block_write),
+        "PIDs": s.pids.to_string(),
+    })
+}
+
 pub fn stats(ctx: &Ctx, a: StatsArgs) -> Result<u8> {
     let engine = ctx.engine()?;
-    let list: Vec<Container> = if a.containers.is_empty() {
-        engine.list_containers(a.all, &PsFilter::default())?
-    } else {
-        a.containers
-            .iter()
-            .map(|n| engine.container(n))
-            .collect::<Result<_, _>>()?
-    };
-    if !a.no_stream {
-        eprintln!("note: berth stats shows one reading (as with --no-stream)");
+    // Named containers must exist now; without names the set follows
+    // what runs (or exists, with -a) at each redraw.
+    for n in &a.containers {
+        engine.container(n)?;
     }
-    // CPU % needs two readings; Docker's --no-stream waits for its second.
-    let first: Vec<_> = list.iter().map(|c| engine.container_stats(c)).collect();
-    let t0 = std::time::Instant::now();
-    std::thread::sleep(Duration::from_millis(200));
-    let elapsed = t0.elapsed().as_nanos() as f64;
-    let total_mem = host_memory();
-    let mut rows = Vec::new();
-    for (c, s0) in list.iter().zip(first) {
-        let s = engine.container_stats(c);
-        let cpu = (s.cpu_usage_ns.saturating_sub(s0.cpu_usage_ns)) as f64 / elapsed * 100.0;
-        let limit = s.memory_limit.unwrap_or(total_mem).min(total_mem.max(1));
-        let mem_pct = if limit > 0 {
-            s.memory_usage as f64 / limit as f64 * 100.0
+    let list = |engine: &Engine| -> Result<Vec<Container>> {
+        if a.containers.is_empty() {
+            Ok(engine.list_containers(a.all, &PsFilter::default())?)
         } else {
-            0.0
-        };
-        rows.push(json!({
-            "ID": if a.no_trunc { c.id.clone() } else { c.short_id().to_string() },
-            "Container": if a.no_trunc { c.id.clone() } else { c.short_id().to_string() },
-            "Name": c.name,
-            "CPUPerc": format!("{cpu:.2}%"),
-            "MemUsage": format!("{} / {}", bytes_size(s.memory_usage as f64), bytes_size(limit as f64)),
-            "MemPerc": format!("{mem_pct:.2}%"),
-            "NetIO": "0B / 0B",
-            "BlockIO": "0B / 0B",
-            "PIDs": s.pids.to_string(),
-        }));
-    }
+            Ok(a.containers
+                .iter()
+                .filter_map(|n| engine.container(n).ok())
+                .collect())
+        }
+    };
     let header = json!({
         "ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
         "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
         "BlockIO": "BLOCK I/O", "PIDs": "PIDS",
     });
-    print_rows(
-        a.format.as_deref(),
+    let format = crate::output::normalise_format(a.format.as_deref().unwrap_or(
         "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}",
-        &header,
-        &rows,
-    )?;
-    Ok(0)
-}
-
-fn host_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<u64>().ok())
-        })
-        .map(|k| k * 1024)
-        .unwrap_or(0)
+    ))
+    .to_string();
+    let mut prev: std::collections::HashMap<String, StatsSample> = Default::default();
+    let sample = |engine: &Engine,
+                  prev: &mut std::collections::HashMap<String, StatsSample>|
+     -> Result<String> {
+        let mut rows = Vec::new();
+        let mut next = std::collections::HashMap::new();
+        for c in list(engine)? {
+            let s = engine.container_stats(&c);
+            rows.push(stats_row(&c, &s, prev.get(&c.id), a.no_trunc));
+            next.insert(c.id.clone(), s);
+        }
+        *prev = next;
+        Ok(crate::render::render_rows(&format, &header, &rows)?)
+    };
+    if a.no_stream {
+        // CPU % needs two readings; Docker's one-shot waits for a second.
+        let _ = sample(&engine, &mut prev)?;
+        std::thread::sleep(Duration::from_millis(500));
+        let text = sample(&engine, &mut prev)?;
+        io::stdout().lock().write_all(text.as_bytes())?;
+        return Ok(0);
+    }
+    let tty = isatty(1);
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_stats_stop as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_stats_stop as *const () as libc::sighandler_t,
+        );
+    }
+    let mut out = io::stdout().lock();
+    // On a terminal the table is redrawn in place, cursor hidden.
+    if tty {
+        let _ = out.write_all(b"\x1b[?25l");
+    }
+    let mut result = Ok(());
+    while !STATS_STOP.load(Ordering::Relaxed) {
+        let text = match sample(&engine, &mut prev) {
+            Ok(t) => t,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let frame = if tty {
+            format!("\x1b[2J\x1b[H{text}")
+        } else {
+            text
+        };
+        // A closed pipe (`| head`) ends the stream quietly.
+        if out
+            .write_all(frame.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            break;
+        }
+        let until = std::time::Instant::now() + STATS_INTERVAL;
+        while std::time::Instant::now() < until && !STATS_STOP.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    if tty {
+        let _ = out.write_all(b"\x1b[?25h");
+        let _ = out.flush();
+    }
+    result.map(|_| 0)
 }
