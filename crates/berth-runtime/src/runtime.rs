@@ -186,6 +186,27 @@ impl Runtime for Embedded {
             }
             Stdio::Console(sock) => b = b.with_console_socket(Some(sock)),
         }
+        if detach {
+            // libcontainer's tenant builder only makes a terminal for a
+            // process given as a file (its own process never sets
+            // `terminal`), so a tty exec goes through process.json, as
+            // `runc exec --process` does.
+            let dir = self.root.join(id);
+            let file = dir.join(format!("exec-{}-{}.json", std::process::id(), next_exec()));
+            let mut json = exec_process_json(spec);
+            // libcontainer 0.7 tests the key's presence, not its value.
+            if !spec.no_new_privileges {
+                json.as_object_mut().map(|o| o.remove("noNewPrivileges"));
+            }
+            std::fs::write(&file, json.to_string()).map_err(Error::io("write", &file))?;
+            let pid = b
+                .as_tenant()
+                .with_process(Some(&file))
+                .with_detach(true)
+                .build();
+            let _ = std::fs::remove_file(&file);
+            return Ok(pid.map_err(lc("exec in", id))?.as_raw());
+        }
         let env = spec
             .env
             .iter()
@@ -207,6 +228,32 @@ impl Runtime for Embedded {
             .map_err(lc("exec in", id))?;
         Ok(pid.as_raw())
     }
+}
+
+/// A number to tell apart the process files of one process's execs.
+fn next_exec() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// An exec's process as OCI's process.json has it.
+fn exec_process_json(spec: &ExecSpec) -> serde_json::Value {
+    let caps = &spec.capabilities;
+    let mut process = serde_json::json!({
+        "terminal": spec.terminal,
+        "user": {"uid": spec.uid, "gid": spec.gid, "additionalGids": spec.additional_gids},
+        "args": spec.args,
+        "env": spec.env,
+        "cwd": spec.cwd.clone().unwrap_or_else(|| "/".into()),
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": spec.no_new_privileges,
+    });
+    if spec.additional_gids.is_empty() {
+        process["user"]
+            .as_object_mut()
+            .map(|u| u.remove("additionalGids"));
+    }
+    process
 }
 
 /// An OCI runtime binary with runc's command line.
@@ -323,22 +370,8 @@ impl Runtime for External {
     fn exec(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<i32> {
         let dir = self.root.join(id);
         std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
-        let proc_file = dir.join(format!("exec-{}.json", std::process::id()));
-        let caps = &spec.capabilities;
-        let mut process = serde_json::json!({
-            "terminal": spec.terminal,
-            "user": {"uid": spec.uid, "gid": spec.gid, "additionalGids": spec.additional_gids},
-            "args": spec.args,
-            "env": spec.env,
-            "cwd": spec.cwd.clone().unwrap_or_else(|| "/".into()),
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": spec.no_new_privileges,
-        });
-        if spec.additional_gids.is_empty() {
-            process["user"]
-                .as_object_mut()
-                .map(|u| u.remove("additionalGids"));
-        }
+        let proc_file = dir.join(format!("exec-{}-{}.json", std::process::id(), next_exec()));
+        let process = exec_process_json(spec);
         std::fs::write(&proc_file, process.to_string()).map_err(Error::io("write", &proc_file))?;
         let mut c = self.cmd();
         c.arg("exec").arg("--process").arg(&proc_file);

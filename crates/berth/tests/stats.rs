@@ -6,13 +6,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::pty::OnPty;
 use common::{json, mounts_under, TestStore};
 
 fn store() -> TestStore {
@@ -191,90 +189,6 @@ fn stats_no_stream_reads_cpu_memory_and_network() {
         assert!(!v["NetIO"].as_str().unwrap().ends_with(" / 0B"), "{v}");
     }
     assert_ne!(after[0]["NetIO"], before);
-}
-
-/// A child on a fresh pseudo-terminal (its controlling terminal, so the
-/// line discipline turns ^C into SIGINT for it), and everything it writes.
-struct OnPty {
-    child: Child,
-    master: OwnedFd,
-    output: Arc<Mutex<Vec<u8>>>,
-}
-
-impl OnPty {
-    fn spawn(mut cmd: Command) -> OnPty {
-        let size = nix::pty::Winsize {
-            ws_row: 40,
-            ws_col: 200,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = nix::pty::openpty(Some(&size), None).unwrap();
-        let master = pty.master;
-        // SAFETY: fcntl on a descriptor we own.
-        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-        let slave = pty.slave;
-        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave.try_clone().unwrap()));
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().unwrap();
-        drop(slave);
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let sink = output.clone();
-        let mut reader = std::fs::File::from(master.try_clone().unwrap());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            // EIO once the child (the last holder of the slave) is gone.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        OnPty {
-            child,
-            master,
-            output,
-        }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
-    fn send(&self, bytes: &[u8]) {
-        nix::unistd::write(&self.master, bytes).unwrap();
-    }
-
-    /// Waits for the child to end; kills it if it does not.
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let end = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < end {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        panic!("still running after 30 s:\n{}", self.text());
-    }
-}
-
-impl Drop for OnPty {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 const CLEAR: &str = "\x1b[2J\x1b[H";

@@ -1242,17 +1242,37 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
 /// Copies between our terminal and a pty master until the master closes.
 fn relay_pty(master: OwnedFd, interactive: bool) {
     let _raw = (interactive && isatty(0)).then(RawMode::enter).flatten();
-    if let Some(s) = term_size(1).or_else(|| term_size(0)) {
-        let ws = libc::winsize {
-            ws_row: s.rows,
-            ws_col: s.cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads the struct we pass.
-        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    }
     let fd = master.as_raw_fd();
+    let set_size = move || {
+        if let Some(s) = term_size(1).or_else(|| term_size(0)) {
+            let ws = libc::winsize {
+                ws_row: s.rows,
+                ws_col: s.cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: TIOCSWINSZ reads the struct we pass.
+            unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+        }
+    };
+    set_size();
+    // Our window's later sizes follow (SIGWINCH wakes a thread through a
+    // pipe, as for run and attach).
+    if let Ok((r, w)) = nix::unistd::pipe() {
+        WINCH_FD.store(w.as_raw_fd(), Ordering::Relaxed);
+        std::mem::forget(w);
+        // SAFETY: installing a handler that only calls write(2).
+        unsafe {
+            libc::signal(libc::SIGWINCH, on_winch as *const () as libc::sighandler_t);
+        }
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::from(r);
+            let mut b = [0u8; 16];
+            while f.read(&mut b).is_ok_and(|n| n > 0) {
+                set_size();
+            }
+        });
+    }
     if interactive {
         std::thread::spawn(move || {
             let mut input = io::stdin().lock();

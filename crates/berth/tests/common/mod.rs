@@ -1,6 +1,8 @@
 //! Shared test helpers: a private store per test and the busybox base image.
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
