@@ -152,6 +152,17 @@ pub struct Engine {
 impl Engine {
     pub fn open(opts: EngineOptions) -> Result<Engine> {
         let store = Store::open(&opts.root)?;
+        // Live state (sockets, bundles, rootfs mount points) is root's too.
+        if opts.runroot.exists() {
+            berth_store::private_dir(&opts.runroot, 0o710)?;
+        } else {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o710)
+                .create(&opts.runroot)
+                .map_err(Error::io("create", &opts.runroot))?;
+        }
         Ok(Engine { store, opts })
     }
 

@@ -301,68 +301,150 @@ fn validate_path_component(c: &str) -> Result<(), Error> {
 }
 
 /// Matches `pattern` against `name` with Go's `path.Match` rules (`*`, `?`,
-/// `[...]`; `*` does not cross `/`), which `images -f reference=` uses.
+/// `[...]`, `\\` escapes; `*` does not cross `/`), which
+/// `images -f reference=` uses. Go's algorithm too: the pattern is cut
+/// into chunks at each `*`, and each chunk takes the first place it fits,
+/// so a pattern of many stars costs O(pattern × name), never more.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn class_match(class: &[char], c: char) -> Option<(bool, usize)> {
-        // returns (matched, chars consumed including the closing bracket)
-        let mut i = 0;
-        let negate = class.first() == Some(&'^');
-        if negate {
-            i += 1;
-        }
-        let mut matched = false;
-        let mut first = true;
-        while i < class.len() {
-            if class[i] == ']' && !first {
-                return Some((matched != negate, i + 1));
-            }
-            first = false;
-            let lo = class[i];
-            let hi = if i + 2 < class.len() && class[i + 1] == '-' && class[i + 2] != ']' {
-                i += 2;
-                class[i]
-            } else {
-                lo
-            };
-            if lo <= c && c <= hi {
-                matched = true;
-            }
-            i += 1;
-        }
-        None
-    }
-    fn rec(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => {
-                let rest = &p[1..];
-                for k in 0..=n.len() {
-                    if k > 0 && n[k - 1] == '/' {
-                        return false;
-                    }
-                    if rec(rest, &n[k..]) {
-                        return true;
-                    }
-                }
-                false
-            }
-            Some('?') => !n.is_empty() && n[0] != '/' && rec(&p[1..], &n[1..]),
-            Some('[') => {
-                if n.is_empty() || n[0] == '/' {
-                    return false;
-                }
-                match class_match(&p[1..], n[0]) {
-                    Some((true, used)) => rec(&p[1 + used..], &n[1..]),
-                    _ => false,
-                }
-            }
-            Some('\\') if p.len() > 1 => !n.is_empty() && n[0] == p[1] && rec(&p[2..], &n[1..]),
-            Some(&c) => !n.is_empty() && n[0] == c && rec(&p[1..], &n[1..]),
-        }
-    }
     let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    rec(&p, &n)
+    let mut n: &[char] = &name.chars().collect::<Vec<char>>();
+    let mut rest: &[char] = &p;
+    'pattern: while !rest.is_empty() {
+        let (star, chunk, after) = scan_chunk(rest);
+        rest = after;
+        if star && chunk.is_empty() {
+            // A trailing star takes the rest, unless it holds a `/`.
+            return !n.contains(&'/');
+        }
+        if let Some(t) = match_chunk(chunk, n) {
+            if t.is_empty() || !rest.is_empty() {
+                n = t;
+                continue;
+            }
+        }
+        if star {
+            let mut i = 0;
+            while i < n.len() && n[i] != '/' {
+                if let Some(t) = match_chunk(chunk, &n[i + 1..]) {
+                    if rest.is_empty() && !t.is_empty() {
+                        i += 1;
+                        continue;
+                    }
+                    n = t;
+                    continue 'pattern;
+                }
+                i += 1;
+            }
+        }
+        return false;
+    }
+    n.is_empty()
+}
+
+/// Go's scanChunk: leading stars, then the text up to the next unescaped
+/// star outside a class.
+fn scan_chunk(p: &[char]) -> (bool, &[char], &[char]) {
+    let mut p = p;
+    let mut star = false;
+    while p.first() == Some(&'*') {
+        p = &p[1..];
+        star = true;
+    }
+    let mut in_range = false;
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '\\' if i + 1 < p.len() => i += 1,
+            '[' => in_range = true,
+            ']' => in_range = false,
+            '*' if !in_range => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    (star, &p[..i], &p[i..])
+}
+
+/// Go's matchChunk: the chunk against the start of `s`; what is left of
+/// `s` when it fits.
+fn match_chunk<'a>(chunk: &[char], s: &'a [char]) -> Option<&'a [char]> {
+    let mut chunk = chunk;
+    let mut s = s;
+    while let Some(&c) = chunk.first() {
+        match c {
+            '[' => {
+                let (&r, rest_s) = s.split_first()?;
+                chunk = &chunk[1..];
+                let negated = chunk.first() == Some(&'^');
+                if negated {
+                    chunk = &chunk[1..];
+                }
+                let mut matched = false;
+                let mut n = 0;
+                loop {
+                    if !chunk.is_empty() && chunk[0] == ']' && n > 0 {
+                        chunk = &chunk[1..];
+                        break;
+                    }
+                    let (lo, after) = get_esc(chunk)?;
+                    chunk = after;
+                    let mut hi = lo;
+                    if chunk.first() == Some(&'-') {
+                        let (h, after) = get_esc(&chunk[1..])?;
+                        hi = h;
+                        chunk = after;
+                    }
+                    if lo <= r && r <= hi {
+                        matched = true;
+                    }
+                    n += 1;
+                }
+                if matched == negated || r == '/' {
+                    return None;
+                }
+                s = rest_s;
+            }
+            '?' => {
+                if s.first().is_none_or(|c| *c == '/') {
+                    return None;
+                }
+                s = &s[1..];
+                chunk = &chunk[1..];
+            }
+            '\\' => {
+                chunk = &chunk[1..];
+                let e = *chunk.first()?;
+                if s.first() != Some(&e) {
+                    return None;
+                }
+                s = &s[1..];
+                chunk = &chunk[1..];
+            }
+            _ => {
+                if s.first() != Some(&c) {
+                    return None;
+                }
+                s = &s[1..];
+                chunk = &chunk[1..];
+            }
+        }
+    }
+    Some(s)
+}
+
+/// One character of a class, `\\` escapes allowed; None when malformed.
+fn get_esc(chunk: &[char]) -> Option<(char, &[char])> {
+    let (&c, mut rest) = chunk.split_first()?;
+    if c == '-' || c == ']' {
+        return None;
+    }
+    let mut c = c;
+    if c == '\\' {
+        let (&e, r) = rest.split_first()?;
+        c = e;
+        rest = r;
+    }
+    Some((c, rest))
 }
 
 #[cfg(test)]
@@ -470,5 +552,21 @@ mod tests {
         assert!(glob_match("b?sybox:[a-z]*", "busybox:latest"));
         assert!(glob_match("b[^x]", "by"));
         assert!(!glob_match("busybox", "busybox:latest"));
+        assert!(glob_match("*box*", "busybox:latest"));
+        assert!(glob_match("a*b*c", "aXbYc"));
+        assert!(!glob_match("a*b*c", "aXbYcZ"));
+        assert!(glob_match("\\*x", "*x"));
+        assert!(!glob_match("[", "a"));
+    }
+
+    #[test]
+    fn glob_of_many_stars_is_not_exponential() {
+        // 20 stars against a name that almost fits took > 20 s when each
+        // star tried every split.
+        let pattern = format!("{}b", "a*".repeat(20));
+        let name = "a".repeat(60);
+        assert!(!glob_match(&pattern, &name));
+        let name = "a".repeat(5000);
+        assert!(!glob_match(&format!("{}b", "*a".repeat(500)), &name));
     }
 }

@@ -93,6 +93,18 @@ pub struct Store {
     scratch: std::cell::OnceCell<lock::Scratch>,
 }
 
+/// Makes `dir` no more open than `mode` (never opens it up).
+pub fn private_dir(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let md = fs::metadata(dir).map_err(Error::io("stat", dir))?;
+    let have = md.permissions().mode() & 0o7777;
+    if have & !mode != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(have & mode))
+            .map_err(Error::io("chmod", dir))?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `root` and clears scratch
     /// space left by processes that died.
@@ -100,6 +112,13 @@ impl Store {
         for dir in ["blobs/sha256", "layers", "tmp"] {
             let p = root.join(dir);
             fs::create_dir_all(&p).map_err(Error::io("create", &p))?;
+        }
+        // Private to root, as Docker keeps /var/lib/docker: layers hold
+        // setuid binaries and device nodes that no other user may reach.
+        // Stores made before this are tightened here.
+        private_dir(root, 0o710)?;
+        for dir in ["blobs", "layers", "tmp"] {
+            private_dir(&root.join(dir), 0o700)?;
         }
         let root = fs::canonicalize(root).map_err(Error::io("resolve", root))?;
         lock::clean_stale(&root.join("tmp"))?;

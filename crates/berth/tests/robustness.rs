@@ -227,3 +227,85 @@ fn a_killed_import_or_load_leaves_a_usable_store() {
     s.ok(&["load", "-i", saved.to_str().unwrap()]);
     assert_store_consistent(&s);
 }
+
+/// Layers hold setuid binaries and device nodes: no other user may reach
+/// them (issue 16's privilege escalation). A store made with open modes
+/// is tightened when it is next opened.
+#[test]
+fn the_store_is_private_to_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = TestStore::new();
+    let tar = busybox_rootfs();
+    s.ok(&["import", tar.to_str().unwrap(), "busybox"]);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&s.root()), 0o710);
+    assert_eq!(mode(&s.root().join("layers")), 0o700);
+    assert_eq!(mode(&s.root().join("blobs")), 0o700);
+    assert_eq!(mode(&s.runroot()), 0o710);
+    // The test's temp dir is private itself: open it up so that only the
+    // store's own modes stand between `nobody` and the layers.
+    let parent = s.dir.path();
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let layers = s.root().join("layers");
+    let as_nobody = |path: &std::path::Path| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "ls"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let out = as_nobody(&layers);
+    assert!(!out.status.success(), "nobody listed the layers");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+
+    // An old store, all 0755: the next command closes it.
+    for d in [
+        s.root(),
+        s.root().join("layers"),
+        s.root().join("blobs"),
+        s.runroot(),
+    ] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    assert!(as_nobody(&layers).status.success());
+    s.ok(&["images"]);
+    assert_eq!(mode(&s.root()), 0o710);
+    assert_eq!(mode(&s.root().join("layers")), 0o700);
+    assert_eq!(mode(&s.runroot()), 0o710);
+    assert!(!as_nobody(&layers).status.success());
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+/// Work bounded on hostile input: 100,000 variables in an env file (each
+/// used to be looked up against all before it), and a reference filter
+/// of many stars (each used to try every split of the name).
+#[test]
+fn hostile_sizes_cost_linear_work() {
+    let s = TestStore::new();
+    let tar = busybox_rootfs();
+    s.ok(&["import", tar.to_str().unwrap(), "busybox"]);
+    let file = s.dir.path().join("big.env");
+    let mut text = String::new();
+    for i in 0..100_000 {
+        text.push_str(&format!("V{i}={i}\n"));
+    }
+    text.push_str("V7=last\n");
+    std::fs::write(&file, text).unwrap();
+    s.ok(&[
+        "create",
+        "--name",
+        "bigenv",
+        "--env-file",
+        file.to_str().unwrap(),
+        "busybox",
+        "true",
+    ]);
+    let env = json(&s.ok(&["inspect", "-f", "{{json .Config.Env}}", "bigenv"]));
+    let env = env.as_array().unwrap();
+    // PATH, HOSTNAME and the 100,000, the repeated key replaced in place.
+    assert_eq!(env.len(), 100_002);
+    assert!(env.iter().any(|e| e == "V7=last"));
+    let stars = format!("{}b", "a*".repeat(20));
+    let out = s.ok(&["images", "-q", "--filter", &format!("reference={stars}")]);
+    assert!(out.trim().is_empty());
+}

@@ -244,12 +244,48 @@ fn parse_ulimit(s: &str) -> Result<Ulimit> {
     })
 }
 
-/// `-e KEY=value`, or `-e KEY` to pass the caller's value through.
-fn env_entry(raw: &str, out: &mut Vec<String>) {
-    if raw.contains('=') {
-        set_env(out, raw.to_string());
-    } else if let Ok(v) = std::env::var(raw) {
-        set_env(out, format!("{raw}={v}"));
+/// A container's environment as it is assembled: later entries replace
+/// earlier ones of the same key, in linear time however many there are
+/// (`--env-file` with 200,000 lines).
+struct EnvList {
+    list: Vec<String>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl EnvList {
+    fn new(list: Vec<String>) -> EnvList {
+        let mut e = EnvList {
+            list: Vec::with_capacity(list.len()),
+            index: Default::default(),
+        };
+        for entry in list {
+            e.set(entry);
+        }
+        e
+    }
+
+    fn set(&mut self, entry: String) {
+        let key = entry.split('=').next().unwrap_or("").to_string();
+        match self.index.get(&key) {
+            Some(&i) => self.list[i] = entry,
+            None => {
+                self.index.insert(key, self.list.len());
+                self.list.push(entry);
+            }
+        }
+    }
+
+    /// `-e KEY=value`, or `-e KEY` to pass the caller's value through.
+    fn entry(&mut self, raw: &str) {
+        if raw.contains('=') {
+            self.set(raw.to_string());
+        } else if let Ok(v) = std::env::var(raw) {
+            self.set(format!("{raw}={v}"));
+        }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.index.contains_key(key)
     }
 }
 
@@ -552,10 +588,11 @@ impl Engine {
         }
 
         // Env: the image's, then -e and --env-file in order.
-        let mut env = ic.env.clone().unwrap_or_default();
-        if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.insert(0, DEFAULT_PATH.to_string());
+        let mut image_env = ic.env.clone().unwrap_or_default();
+        if !image_env.iter().any(|e| e.starts_with("PATH=")) {
+            image_env.insert(0, DEFAULT_PATH.to_string());
         }
+        let mut env = EnvList::new(image_env);
         for f in &opts.env_files {
             let text = std::fs::read_to_string(f).map_err(|e| {
                 invalid(format!(
@@ -569,18 +606,19 @@ impl Engine {
                 if l.is_empty() || l.starts_with('#') {
                     continue;
                 }
-                env_entry(l, &mut env);
+                env.entry(l);
             }
         }
         for e in &opts.env {
             if e.starts_with('=') {
                 return Err(invalid(format!("invalid environment variable: {e}")));
             }
-            env_entry(e, &mut env);
+            env.entry(e);
         }
-        if opts.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-            env.push("TERM=xterm".into());
+        if opts.tty && !env.has("TERM") {
+            env.set("TERM=xterm".into());
         }
+        let mut env = env.list;
 
         let mut labels: BTreeMap<String, String> = ic.labels.clone().unwrap_or_default();
         for l in &opts.labels {
