@@ -130,7 +130,7 @@ impl Prober {
             stderr: w2,
         };
         let rt = engine.runtime_for(c).map_err(|e| e.to_string())?;
-        let pid = rt.exec(&c.id, &spec, stdio).map_err(|e| e.to_string())?;
+        let pid = exec_in_child(|| rt.exec(&c.id, &spec, stdio).map_err(|e| e.to_string()))?;
         let pidfd = pidfd_open(pid).map_err(|e| format!("watch probe {pid}: {e}"))?;
         set_nonblocking(r.as_raw_fd());
         Ok((pid, pidfd, r))
@@ -201,6 +201,44 @@ impl Prober {
     pub fn schedule(&mut self, status: &str) {
         let now = Instant::now();
         self.next_at = now + self.probe.next_delay(now - self.started, status);
+    }
+}
+
+/// Runs `exec` (the runtime's exec of a probe) in a forked child of the
+/// monitor and returns the pid it started. The runtime's exec path
+/// (spec parsing, namespaces, clone) touches megabytes of code; run in
+/// the monitor every second, those pages would stay in its resident set
+/// for good. A child that exits takes them along. The probe process
+/// itself comes back to the monitor, its subreaper, to be waited for.
+fn exec_in_child(exec: impl FnOnce() -> Result<i32, String>) -> Result<i32, String> {
+    use std::io::{Read, Write};
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    // SAFETY: the monitor is single-threaded, so the child may run
+    // anything; it leaves through _exit, running no destructor of state
+    // it shares with the monitor (the store, the lock).
+    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let answer = match exec() {
+                Ok(pid) => format!("ok {pid}"),
+                Err(e) => format!("error {e}"),
+            };
+            let _ = std::fs::File::from(w).write_all(answer.as_bytes());
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let mut answer = String::new();
+            let read = std::fs::File::from(r).read_to_string(&mut answer);
+            let _ = nix::sys::wait::waitpid(child, None);
+            read.map_err(|e| e.to_string())?;
+            match answer.split_once(' ') {
+                Some(("ok", pid)) => pid.parse().map_err(|_| format!("probe pid {pid:?}")),
+                Some(("error", e)) => Err(e.to_string()),
+                _ => Err("the probe could not be started".into()),
+            }
+        }
     }
 }
 
