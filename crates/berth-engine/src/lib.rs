@@ -75,6 +75,16 @@ pub enum Error {
     Store(#[from] berth_store::Error),
     #[error(transparent)]
     Layer(#[from] berth_layer::Error),
+    #[error("network: {0}")]
+    Net(#[from] berth_net::Error),
+    #[error(transparent)]
+    Runtime(#[from] berth_runtime::Error),
+    /// A registry refused the credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Something outside Berth is not answering (a registry).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{op} {}: {source}", path.display())]
     Io {
         op: &'static str,
@@ -104,10 +114,13 @@ impl Error {
             Error::Internal(_) | Error::StartFailed { .. } | Error::BuildFailed(_) => {
                 ErrorKind::Internal
             }
-            Error::InvalidArgument(_)
-            | Error::InvalidArchive(_)
-            | Error::Oci(_)
-            | Error::Layer(_) => ErrorKind::InvalidArgument,
+            Error::InvalidArgument(_) | Error::InvalidArchive(_) => ErrorKind::InvalidArgument,
+            Error::Oci(e) => e.kind(),
+            Error::Layer(e) => e.kind(),
+            Error::Net(e) => e.kind(),
+            Error::Runtime(e) => e.kind(),
+            Error::Unauthorized(_) => ErrorKind::Unauthorized,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Store(e) => e.kind(),
             Error::Io { .. } | Error::Stream(..) | Error::CannotUpdate { .. } => {
@@ -172,5 +185,48 @@ impl Engine {
 
     pub fn runroot(&self) -> &Path {
         &self.opts.runroot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each crate's error keeps its kind through the engine's, so the API
+    /// can answer 404/409/400/401/503/500 from it.
+    #[test]
+    fn kinds_survive_the_engine() {
+        let io = || std::io::Error::other("disk full");
+        let layer = berth_layer::Error::Io {
+            op: "write",
+            path: "/x".into(),
+            source: io(),
+        };
+        assert_eq!(Error::from(layer).kind(), ErrorKind::Internal);
+        let hostile = berth_layer::Error::Unsafe {
+            entry: "../x".into(),
+            reason: "escapes".into(),
+        };
+        assert_eq!(Error::from(hostile).kind(), ErrorKind::InvalidArgument);
+        let bad_ref = berth_oci::Reference::parse("UPPER").unwrap_err();
+        assert_eq!(Error::from(bad_ref).kind(), ErrorKind::InvalidArgument);
+        let rt = berth_runtime::Error::Invalid("runtime \"nope\" not found".into());
+        assert_eq!(Error::from(rt).kind(), ErrorKind::InvalidArgument);
+        let net = berth_net::Error::Nft("boom".into());
+        let e = Error::from(net);
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "the source is kept"
+        );
+        let reg = registry::reg_err("pull", berth_registry::Error::Unauthorized("denied".into()));
+        assert_eq!(reg.kind(), ErrorKind::Unauthorized);
+        let reg = registry::reg_err("pull", berth_registry::Error::Io("refused".into()));
+        assert_eq!(reg.kind(), ErrorKind::Unavailable);
+        assert_eq!(
+            Error::NoSuchContainer("x".into()).kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(Error::Conflict("x".into()).kind(), ErrorKind::Conflict);
     }
 }

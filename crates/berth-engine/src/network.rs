@@ -126,7 +126,7 @@ pub(crate) fn parse_publish(specs: &[String]) -> Result<BTreeMap<String, Vec<Por
 }
 
 pub(crate) fn net_err(e: berth_net::Error) -> Error {
-    Error::Internal(format!("network: {e}"))
+    Error::Net(e)
 }
 
 pub(crate) fn netns_path(paths: &Paths) -> PathBuf {

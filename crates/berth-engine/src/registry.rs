@@ -110,11 +110,11 @@ pub(crate) fn reg_err(what: &str, e: berth_registry::Error) -> Error {
     use berth_registry::Error as E;
     match e {
         E::NotFound(m) => Error::NotFound(format!("{what}: {m}")),
-        E::Unauthorized(m) => Error::InvalidArgument(format!(
+        E::Unauthorized(m) => Error::Unauthorized(format!(
             "{what}: {m} (log in with `berth login`, or check the repository name)"
         )),
         E::Invalid(m) => Error::InvalidArgument(format!("{what}: {m}")),
-        E::Io(m) | E::Registry(m) => Error::Internal(format!("{what}: {m}")),
+        E::Io(m) | E::Registry(m) => Error::Unavailable(format!("{what}: {m}")),
     }
 }
 

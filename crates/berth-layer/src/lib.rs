@@ -33,6 +33,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// A hostile or broken archive is bad input; failing to write what
+    /// it holds (a full disk) is ours.
+    pub fn kind(&self) -> berth_oci::ErrorKind {
+        match self {
+            Error::Unsafe { .. } | Error::Tar(_) => berth_oci::ErrorKind::InvalidArgument,
+            Error::Io { .. } => berth_oci::ErrorKind::Internal,
+        }
+    }
+
     pub(crate) fn io(
         op: &'static str,
         path: impl Into<PathBuf>,

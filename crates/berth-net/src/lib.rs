@@ -33,6 +33,14 @@ pub enum Error {
     Nft(String),
 }
 
+impl Error {
+    /// Host networking failing is ours (or the kernel's), never the
+    /// caller's input: that is checked in the engine first.
+    pub fn kind(&self) -> berth_oci::ErrorKind {
+        berth_oci::ErrorKind::Internal
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {

@@ -20,6 +20,25 @@ pub use image::{
 pub use platform::Platform;
 pub use reference::Reference;
 
+/// What kind of failure an error is: every Berth crate's error answers
+/// with one of these, the CLI turns it into an exit code and the API into
+/// an HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No such image, container, network, volume, blob (404).
+    NotFound,
+    /// The object's state forbids it: a name in use, a running container (409).
+    Conflict,
+    /// The request itself is wrong: bad flags, references, files (400).
+    InvalidArgument,
+    /// Credentials were refused (401).
+    Unauthorized,
+    /// Something outside is not there now: a registry, a runtime (503).
+    Unavailable,
+    /// Anything else: I/O, the kernel, a bug (500).
+    Internal,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{}", reference_message(.0))]
@@ -36,6 +55,14 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl Error {
+    /// Every error here is about input: a reference, digest, platform or
+    /// document that does not parse.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidArgument
+    }
 }
 
 fn reference_message(detail: &str) -> String {

@@ -24,6 +24,19 @@ pub enum Error {
     Registry(String),
 }
 
+impl Error {
+    pub fn kind(&self) -> berth_oci::ErrorKind {
+        use berth_oci::ErrorKind as K;
+        match self {
+            Error::Io(_) => K::Unavailable,
+            Error::Invalid(_) => K::InvalidArgument,
+            Error::NotFound(_) => K::NotFound,
+            Error::Unauthorized(_) => K::Unauthorized,
+            Error::Registry(_) => K::Unavailable,
+        }
+    }
+}
+
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s).ok()

@@ -28,6 +28,13 @@ pub enum Error {
 }
 
 impl Error {
+    pub fn kind(&self) -> berth_oci::ErrorKind {
+        match self {
+            Error::Invalid(_) => berth_oci::ErrorKind::InvalidArgument,
+            Error::Runtime(_) | Error::Io { .. } => berth_oci::ErrorKind::Internal,
+        }
+    }
+
     pub(crate) fn io(
         op: &'static str,
         path: impl Into<PathBuf>,

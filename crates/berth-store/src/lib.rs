@@ -57,21 +57,15 @@ pub enum Error {
     Conflict(String),
 }
 
-/// What kind of failure an error is, for exit codes and HTTP statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    NotFound,
-    Conflict,
-    InvalidArgument,
-    Internal,
-}
+pub use berth_oci::ErrorKind;
 
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::MissingBlob(_) => ErrorKind::NotFound,
             Error::Conflict(_) => ErrorKind::Conflict,
-            Error::DigestMismatch { .. } | Error::Layer(_) => ErrorKind::InvalidArgument,
+            Error::DigestMismatch { .. } => ErrorKind::InvalidArgument,
+            Error::Layer(e) => e.kind(),
             _ => ErrorKind::Internal,
         }
     }

@@ -152,7 +152,7 @@ impl Engine {
             let l = UnixListener::bind(&path).map_err(Error::io("listen on", p.run.join(&name)))?;
             let pid = rt.exec(&c.id, &spec, Stdio::Console(path));
             let _ = std::fs::remove_file(p.run.join(&name));
-            let pid = pid.map_err(|e| Error::Internal(e.to_string()))?;
+            let pid = pid.map_err(Error::Runtime)?;
             let master = monitor::recv_console(&l)
                 .map_err(Error::io("receive pty from", p.run.join(&name)))?;
             return Ok(ExecProcess {
@@ -179,9 +179,7 @@ impl Engine {
                 stderr: dup(std::io::stderr().as_raw_fd())?,
             }
         };
-        let pid = rt
-            .exec(&c.id, &spec, stdio)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let pid = rt.exec(&c.id, &spec, stdio).map_err(Error::Runtime)?;
         Ok(ExecProcess {
             pid,
             master: None,

@@ -218,7 +218,7 @@ impl Engine {
 
     pub(crate) fn runtime_for(&self, c: &Container) -> Result<Box<dyn Runtime>> {
         berth_runtime::open(&c.spec.host.runtime, &self.runroot().join("runtime"))
-            .map_err(|e| Error::InvalidArgument(e.to_string()))
+            .map_err(Error::Runtime)
     }
 
     /// Starts a created or stopped container by spawning its monitor.
@@ -479,9 +479,7 @@ impl Engine {
                 )))
             }
         }
-        self.runtime_for(&c)?
-            .pause(&c.id)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.runtime_for(&c)?.pause(&c.id).map_err(Error::Runtime)?;
         c.state.status = Status::Paused;
         self.save_state(&c)?;
         self.emit_container(&c, "pause", &[]);
@@ -495,7 +493,7 @@ impl Engine {
         }
         self.runtime_for(&c)?
             .resume(&c.id)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(Error::Runtime)?;
         c.state.status = Status::Running;
         self.save_state(&c)?;
         self.emit_container(&c, "unpause", &[]);
