@@ -184,6 +184,8 @@ fn heredoc_names(first_line: &str) -> Vec<(String, bool)> {
                 {
                     j += 1;
                 }
+                // `st` and `j` both sit just past ASCII bytes, so they are
+                // character boundaries.
                 if j > st {
                     out.push((first_line[st..j].to_string(), strip));
                 }
@@ -220,10 +222,11 @@ fn lift_run_heredocs(
     while i < lines.len() {
         let line = lines[i].trim_end_matches('\r');
         let t = line.trim_start();
+        // `get` rather than slicing: the third byte of a line may fall
+        // inside a multi-byte character (`# éxample`).
         let starts_run = !continued
-            && t.len() > 3
-            && t[..3].eq_ignore_ascii_case("RUN")
-            && t.as_bytes()[3].is_ascii_whitespace();
+            && t.get(..3).is_some_and(|k| k.eq_ignore_ascii_case("RUN"))
+            && t.as_bytes().get(3).is_some_and(u8::is_ascii_whitespace);
         let names = if starts_run {
             heredoc_names(t)
         } else {
@@ -446,6 +449,7 @@ fn unquote(v: &str) -> String {
     if t.len() >= 2
         && ((t.starts_with('"') && t.ends_with('"')) || (t.starts_with('\'') && t.ends_with('\'')))
     {
+        // One ASCII quote at each end: both cuts are character boundaries.
         t[1..t.len() - 1].to_string()
     } else {
         t.to_string()
@@ -631,7 +635,12 @@ fn heredoc_script(h: &HereRun) -> CmdForm {
 }
 
 fn sources(text: &str, src: &[Source<'_>], start: usize) -> Vec<Src> {
-    let first_line = text[start..].split('\n').next().unwrap_or("");
+    let first_line = text
+        .get(start..)
+        .unwrap_or("")
+        .split('\n')
+        .next()
+        .unwrap_or("");
     let mut names = heredoc_names(first_line).into_iter().map(|(n, _)| n);
     src.iter()
         .map(|s| match s {
@@ -723,6 +732,32 @@ mod tests {
             (e.line, e.message.as_str()),
             (2, "unknown flag: --bogus for COPY")
         );
+    }
+
+    #[test]
+    fn multi_byte_characters_near_the_start_of_a_line_parse() {
+        // Each of these once panicked: the third byte of the line falls
+        // inside a multi-byte character.
+        for text in [
+            "# éxample\nFROM x\n",
+            "# 中文注释\nFROM x\n",
+            "FROM x\n# éxample\nRUN echo é\n",
+            "FROM x\nRUé\n",
+            "FROM x\nRU中 x\n",
+            "FROM x\né\n",
+            "FROM x\n\u{1F600}\n",
+            "FROM x\n  é\n",
+            "FROM x\nRUN é <<EOT\n中\nEOT\n",
+        ] {
+            let _ = parse(text);
+        }
+        let df = parse("# éxample\n# 中文注释\nFROM x\nRUN echo 中文 é\n").unwrap();
+        let step = &df.stages[0].steps[0];
+        assert_eq!((step.line, step.text.as_str()), (4, "RUN echo 中文 é"));
+        let e = parse("FROM x\nRUé\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let df = parse("FROM x\nRUN cat <<中 <<EOT\nbody é\nEOT\n").unwrap();
+        assert!(matches!(&df.stages[0].steps[0].inst, Inst::Run { .. }));
     }
 
     #[test]
