@@ -2,6 +2,7 @@
 //! to their words, and `.dockerignore` patterns. Executing steps is the
 //! engine's job; this crate holds no policy about images or containers.
 
+pub mod cache;
 mod dockerfile;
 pub mod expand;
 pub mod ignore;

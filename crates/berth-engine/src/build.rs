@@ -11,6 +11,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use berth_build::cache::Key as CacheKey;
 use berth_build::expand;
 use berth_build::ignore::Matcher;
 use berth_build::{CmdForm, CopySpec, Dockerfile, Inst, Src, Stage, Step};
@@ -788,13 +789,7 @@ impl<'a> Builder<'a> {
             .as_ref()
             .map(|r| r.id.to_string())
             .unwrap_or_else(|| "scratch".into());
-        let (desc, inputs) = self.describe(st, step)?;
-        let mut h = Hasher::sha256();
-        for part in [parent.as_str(), desc.as_str(), inputs.as_str()] {
-            h.update(part.as_bytes());
-            h.update(b"\n");
-        }
-        let key = h.finish().to_string();
+        let key = self.cache_key(&parent, st, step)?;
         if !self.opts.no_cache {
             if let Some(id) = self.engine.store.cache_get(&key)? {
                 if let Some(rec) = self.engine.store.image(&id)? {
@@ -815,35 +810,24 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    /// The step as its cache key sees it (after expansion), and a digest
-    /// of what it reads from outside the image.
-    fn describe(&self, st: &StageState, step: &Step) -> Result<(String, String)> {
-        Ok(match &step.inst {
-            Inst::Run {
-                cmd,
-                mounts,
-                network,
-            } => {
-                let argv = self.run_argv(st, cmd);
-                let args: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                (
-                    format!(
-                        "RUN |{} {} {} mounts={:?} network={:?}",
-                        args.len(),
-                        args.join(" "),
-                        argv.join(" "),
-                        mounts,
-                        network
-                    ),
-                    String::new(),
-                )
+    /// The step's cache key: its parent, the instruction as parsed, and
+    /// what it reads besides: ARG values (COPY reads none), the command
+    /// as run, and for COPY/ADD its expanded paths and a digest of its
+    /// sources (see `berth_build::cache` for the encoding).
+    fn cache_key(&self, parent: &str, st: &StageState, step: &Step) -> Result<String> {
+        let mut key = CacheKey::new(parent);
+        key.step(&step.inst);
+        match &step.inst {
+            Inst::Copy(c) => self.copy_inputs(st, c, step, &mut key)?,
+            Inst::Run { cmd, .. } => {
+                key.pairs("args", &st.args)
+                    .list("argv", self.run_argv(st, cmd));
             }
-            Inst::Copy(c) => {
-                let (desc, inputs) = self.copy_inputs(st, c, step)?;
-                (desc, inputs)
+            _ => {
+                key.pairs("args", &st.args);
             }
-            other => (format!("{other:?} {:?}", st.args), String::new()),
-        })
+        }
+        Ok(key.digest())
     }
 
     fn run_argv(&self, st: &StageState, cmd: &CmdForm) -> Vec<String> {
@@ -1412,7 +1396,16 @@ impl<'a> Builder<'a> {
         Ok(out)
     }
 
-    fn copy_inputs(&self, st: &StageState, c: &CopySpec, step: &Step) -> Result<(String, String)> {
+    /// Adds to a COPY/ADD key its expanded paths and options and a digest
+    /// of its sources: the image a `--from` names, or the context files
+    /// (name, mode, content) and downloads it reads.
+    fn copy_inputs(
+        &self,
+        st: &StageState,
+        c: &CopySpec,
+        step: &Step,
+        key: &mut CacheKey,
+    ) -> Result<()> {
         let what = if c.add { "ADD" } else { "COPY" };
         let vars = st.vars();
         let mut srcs = Vec::new();
@@ -1430,17 +1423,23 @@ impl<'a> Builder<'a> {
             });
         }
         let dest = self.word(st, &c.dest, step)?;
-        let desc = format!(
-            "{what} from={:?} chown={:?} chmod={:?} {:?} -> {} (workdir {})",
-            c.from,
-            c.chown,
-            c.chmod,
-            srcs,
-            dest,
-            st.workdir()
-        );
+        let from = c
+            .from
+            .as_deref()
+            .map(|f| self.word(st, f, step))
+            .transpose()?;
+        let chown = c
+            .chown
+            .as_deref()
+            .map(|u| self.word(st, u, step))
+            .transpose()?;
+        key.list("srcs", &srcs)
+            .field("dest", &dest)
+            .field("workdir", &st.workdir())
+            .opt("from", from.as_deref())
+            .opt("chown", chown.as_deref());
         let mut h = Hasher::sha256();
-        if let Some(f) = &c.from {
+        if let Some(f) = &from {
             // An image or stage is content-addressed already.
             let id = match self.stage_index(f, self.current_stage(step)) {
                 Some(j) => self.built[j]
@@ -1469,7 +1468,8 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        Ok((desc, h.finish().to_string()))
+        key.field("inputs", &h.finish().to_string());
+        Ok(())
     }
 
     /// Digests a context path by name, mode and content (never mtime).
