@@ -6,6 +6,7 @@ pub mod cache;
 mod dockerfile;
 pub mod expand;
 pub mod ignore;
+pub mod plan;
 
 pub use dockerfile::{
     parse, parse_trigger, CmdForm, CopySpec, Dockerfile, Health, Inst, ParseError, Src, Stage, Step,

@@ -14,6 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use berth_build::cache::Key as CacheKey;
 use berth_build::expand;
 use berth_build::ignore::Matcher;
+use berth_build::plan;
 use berth_build::{CmdForm, CopySpec, Dockerfile, Inst, Src, Stage, Step};
 use berth_layer::WriteOptions;
 use berth_oci::media::Compression;
@@ -345,14 +346,7 @@ impl Engine {
             global.insert(k.clone(), value.unwrap_or_default());
         }
 
-        let target = match &opts.target {
-            Some(t) => df
-                .stages
-                .iter()
-                .position(|s| s.name.as_deref() == Some(t.to_ascii_lowercase().as_str()))
-                .ok_or_else(|| bad(format!("target stage \"{t}\" could not be found")))?,
-            None => df.stages.len() - 1,
-        };
+        let target = plan::target(&df, opts.target.as_deref()).map_err(|e| bad(e.to_string()))?;
         let mut b = Builder {
             engine: self,
             opts,
@@ -369,17 +363,18 @@ impl Engine {
             compression,
             downloads: Default::default(),
         };
-        let waves = b.waves(target)?;
-        let mut needed: Vec<usize> = waves.iter().flatten().copied().collect();
-        needed.sort();
-        // Step numbers follow the Dockerfile, whatever order stages finish in.
-        let mut first_step = HashMap::new();
-        for &i in &needed {
-            first_step.insert(i, b.total);
-            b.total += 1 + df.stages[i].steps.len();
-        }
-        for wave in &waves {
-            b.wave(wave, &first_step)?;
+        let plan = plan::plan(&df, target, &|w| {
+            expand::word(w, &|n| b.global.get(n).cloned(), df.escape)
+        })
+        .map_err(|e| match e {
+            plan::PlanError::NoSuchStage { line, .. } => {
+                bad(format!("{}:{line}: {e}", opts.dockerfile_name))
+            }
+            e => bad(e.to_string()),
+        })?;
+        b.total = plan.total;
+        for wave in &plan.waves {
+            b.wave(wave, &plan.first_step)?;
         }
         let last = b.built[target].clone().expect("target built");
         let mut rec = last.rec;
@@ -501,83 +496,12 @@ impl<'a> Builder<'a> {
     }
 
     fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
-        let lower = name.to_ascii_lowercase();
-        if let Ok(n) = name.parse::<usize>() {
-            return (n < before).then_some(n);
-        }
-        self.df.stages[..before]
-            .iter()
-            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+        plan::stage_index(self.df, name, before)
     }
 
     fn global_word(&self, w: &str) -> Result<String> {
         expand::word(w, &|n| self.global.get(n).cloned(), self.df.escape)
             .map_err(|e| bad(e.to_string()))
-    }
-
-    /// The earlier stages stage `i` reads: its FROM, COPY --from and
-    /// RUN --mount from=.
-    fn deps(&self, i: usize) -> Result<Vec<usize>> {
-        let s = &self.df.stages[i];
-        let mut refs = vec![self.global_word(&s.base)?];
-        for step in &s.steps {
-            match &step.inst {
-                Inst::Copy(c) => refs.extend(c.from.clone()),
-                Inst::Run { mounts, .. } => {
-                    for m in mounts {
-                        for kv in m.split(',') {
-                            if let Some(v) = kv.strip_prefix("from=") {
-                                refs.push(v.to_string());
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        let mut out = Vec::new();
-        for r in refs {
-            if let Some(j) = self.stage_index(&r, i) {
-                out.push(j);
-            } else if let Ok(n) = r.parse::<usize>() {
-                return Err(bad(format!(
-                    "{}:{}: stage {n} does not exist before stage {i}",
-                    self.opts.dockerfile_name, s.line
-                )));
-            }
-        }
-        Ok(out)
-    }
-
-    /// The stages `target` needs, grouped in waves: a stage's dependencies
-    /// are all in earlier waves, so the stages of one wave can build at
-    /// the same time.
-    fn waves(&self, target: usize) -> Result<Vec<Vec<usize>>> {
-        let mut need = HashSet::new();
-        let mut todo = vec![target];
-        while let Some(i) = todo.pop() {
-            if need.insert(i) {
-                todo.extend(self.deps(i)?);
-            }
-        }
-        let mut order: Vec<usize> = need.into_iter().collect();
-        order.sort();
-        let mut level: HashMap<usize, usize> = HashMap::new();
-        let mut waves: Vec<Vec<usize>> = Vec::new();
-        for &i in &order {
-            let l = self
-                .deps(i)?
-                .iter()
-                .map(|d| level[d] + 1)
-                .max()
-                .unwrap_or(0);
-            level.insert(i, l);
-            if waves.len() <= l {
-                waves.resize(l + 1, Vec::new());
-            }
-            waves[l].push(i);
-        }
-        Ok(waves)
     }
 
     /// What a builder on another thread starts from: everything but the
@@ -599,7 +523,7 @@ impl<'a> Builder<'a> {
 
     /// Builds the stages of one wave, in parallel when there are several;
     /// their output is shown stage by stage, in Dockerfile order.
-    fn wave(&mut self, wave: &[usize], first_step: &HashMap<usize, usize>) -> Result<()> {
+    fn wave(&mut self, wave: &[usize], first_step: &BTreeMap<usize, usize>) -> Result<()> {
         if let [i] = wave {
             self.step_no = first_step[i];
             let built = self.stage(*i)?;
