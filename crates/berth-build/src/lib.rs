@@ -4,6 +4,7 @@
 
 pub mod cache;
 mod dockerfile;
+pub mod exec;
 pub mod expand;
 pub mod ignore;
 pub mod plan;

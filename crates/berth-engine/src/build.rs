@@ -12,6 +12,7 @@ use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use berth_build::cache::Key as CacheKey;
+use berth_build::exec::{self, Outcome, StepRunner};
 use berth_build::expand;
 use berth_build::ignore::Matcher;
 use berth_build::plan;
@@ -694,52 +695,67 @@ impl<'a> Builder<'a> {
             .map_err(|e| bad(format!("{}: {e}", self.where_(step))))
     }
 
+    /// One step: from the cache or for real, as `berth_build::exec`
+    /// decides.
     fn step(&mut self, stage: usize, st: &mut StageState, step: &Step) -> Result<()> {
-        // ARG only changes what later steps see; it makes no image.
-        if let Inst::Arg(raw) = &step.inst {
-            for (k, v) in expand::key_values(self.words(st, raw, step)?) {
-                let value = self
-                    .build_args
-                    .get(&k)
-                    .cloned()
-                    .or(v)
-                    .or_else(|| self.global.get(&k).cloned());
-                st.args.insert(k, value.unwrap_or_default());
+        let use_cache = !self.opts.no_cache;
+        let mut runner = StageRunner { b: self, stage, st };
+        match exec::run_step(&mut runner, step, use_cache)? {
+            Outcome::Declared => {}
+            Outcome::Cached(id) => {
+                self.say(" ---> Using cache");
+                self.say(&format!(" ---> {}", &id.hex()[..12]));
             }
-            return Ok(());
+            Outcome::Built(id) => self.say(&format!(" ---> {}", &id.hex()[..12])),
         }
-        let parent = st
-            .rec
-            .as_ref()
-            .map(|r| r.id.to_string())
-            .unwrap_or_else(|| "scratch".into());
-        let key = self.cache_key(&parent, st, step)?;
-        if !self.opts.no_cache {
-            if let Some(id) = self.engine.store.cache_get(&key)? {
-                if let Some(rec) = self.engine.store.image(&id)? {
-                    self.say(" ---> Using cache");
-                    self.say(&format!(" ---> {}", &id.hex()[..12]));
-                    st.config = self.engine.image_config(&rec)?;
-                    st.rec = Some(rec);
-                    if matches!(step.inst, Inst::Cmd(_)) {
-                        st.cmd_set = true;
-                    }
-                    return Ok(());
-                }
-            }
-        }
-        let id = self.execute(stage, st, step)?;
-        self.engine.store.cache_put(&key, &id, time::now_nanos())?;
-        self.say(&format!(" ---> {}", &id.hex()[..12]));
         Ok(())
+    }
+
+    /// ARG only changes what later steps see; it makes no image.
+    fn declare_args(&self, st: &mut StageState, step: &Step) -> Result<()> {
+        let Inst::Arg(raw) = &step.inst else {
+            return Ok(());
+        };
+        for (k, v) in expand::key_values(self.words(st, raw, step)?) {
+            let value = self
+                .build_args
+                .get(&k)
+                .cloned()
+                .or(v)
+                .or_else(|| self.global.get(&k).cloned());
+            st.args.insert(k, value.unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// Makes the image cached under `key` the stage's state, if the store
+    /// still has it.
+    fn use_cached(&self, st: &mut StageState, key: &str, step: &Step) -> Result<Option<Digest>> {
+        let Some(id) = self.engine.store.cache_get(key)? else {
+            return Ok(None);
+        };
+        let Some(rec) = self.engine.store.image(&id)? else {
+            return Ok(None);
+        };
+        st.config = self.engine.image_config(&rec)?;
+        st.rec = Some(rec);
+        if matches!(step.inst, Inst::Cmd(_)) {
+            st.cmd_set = true;
+        }
+        Ok(Some(id))
     }
 
     /// The step's cache key: its parent, the instruction as parsed, and
     /// what it reads besides: ARG values (COPY reads none), the command
     /// as run, and for COPY/ADD its expanded paths and a digest of its
     /// sources (see `berth_build::cache` for the encoding).
-    fn cache_key(&self, parent: &str, st: &StageState, step: &Step) -> Result<String> {
-        let mut key = CacheKey::new(parent);
+    fn cache_key(&self, st: &StageState, step: &Step) -> Result<String> {
+        let parent = st
+            .rec
+            .as_ref()
+            .map(|r| r.id.to_string())
+            .unwrap_or_else(|| "scratch".into());
+        let mut key = CacheKey::new(&parent);
         key.step(&step.inst);
         match &step.inst {
             Inst::Copy(c) => self.copy_inputs(st, c, step, &mut key)?,
@@ -942,7 +958,7 @@ impl<'a> Builder<'a> {
                 st.config.author = Some(m.clone());
                 self.history(st, shown, true);
             }
-            Inst::Arg(_) => unreachable!("handled by step"),
+            Inst::Arg(_) => unreachable!("ARG is declared, not executed"),
         }
         if let Some(l) = &layer {
             st.config.rootfs.diff_ids.push(l.diff_id.clone());
@@ -1655,6 +1671,43 @@ impl<'a> Builder<'a> {
             .iter()
             .rposition(|s| s.line <= step.line)
             .unwrap_or(0)
+    }
+}
+
+/// The engine's side of `berth_build::exec`: one stage's state, and the
+/// builder that holds the store, the context and the output.
+struct StageRunner<'r, 'a> {
+    b: &'r mut Builder<'a>,
+    stage: usize,
+    st: &'r mut StageState,
+}
+
+impl StepRunner for StageRunner<'_, '_> {
+    type Image = Digest;
+    type Error = Error;
+
+    fn declare_args(&mut self, step: &Step) -> Result<()> {
+        self.b.declare_args(self.st, step)
+    }
+
+    fn cache_key(&mut self, step: &Step) -> Result<String> {
+        self.b.cache_key(self.st, step)
+    }
+
+    fn use_cached(&mut self, key: &str, step: &Step) -> Result<Option<Digest>> {
+        self.b.use_cached(self.st, key, step)
+    }
+
+    fn run(&mut self, step: &Step) -> Result<Digest> {
+        self.b.execute(self.stage, self.st, step)
+    }
+
+    fn remember(&mut self, key: &str, image: &Digest) -> Result<()> {
+        Ok(self
+            .b
+            .engine
+            .store
+            .cache_put(key, image, time::now_nanos())?)
     }
 }
 
