@@ -184,6 +184,8 @@ fn heredoc_names(first_line: &str) -> Vec<(String, bool)> {
                 {
                     j += 1;
                 }
+                // `st` and `j` both sit just past ASCII bytes, so they are
+                // character boundaries.
                 if j > st {
                     out.push((first_line[st..j].to_string(), strip));
                 }
@@ -220,10 +222,11 @@ fn lift_run_heredocs(
     while i < lines.len() {
         let line = lines[i].trim_end_matches('\r');
         let t = line.trim_start();
+        // `get` rather than slicing: the third byte of a line may fall
+        // inside a multi-byte character (`# éxample`).
         let starts_run = !continued
-            && t.len() > 3
-            && t[..3].eq_ignore_ascii_case("RUN")
-            && t.as_bytes()[3].is_ascii_whitespace();
+            && t.get(..3).is_some_and(|k| k.eq_ignore_ascii_case("RUN"))
+            && t.as_bytes().get(3).is_some_and(u8::is_ascii_whitespace);
         let names = if starts_run {
             heredoc_names(t)
         } else {
@@ -392,6 +395,7 @@ pub fn parse(original: &str) -> Result<Dockerfile, ParseError> {
                 });
             }
             Instruction::Arg(a) if out.stages.is_empty() => {
+                check_arg_names(&a.arguments.value, escape, line)?;
                 for w in a.arguments.value.split_whitespace() {
                     let (k, v) = match w.split_once('=') {
                         Some((k, v)) => (k.to_string(), Some(unquote(v))),
@@ -407,7 +411,7 @@ pub fn parse(original: &str) -> Result<Dockerfile, ParseError> {
                         "no build stage in current context: the first instruction must be FROM (ARG may come before it)",
                     ));
                 };
-                let inst = step(text, inst, line, here_runs.get(&line))?;
+                let inst = step(text, inst, line, escape, here_runs.get(&line))?;
                 stage.steps.push(Step {
                     line,
                     text: shown,
@@ -446,10 +450,88 @@ fn unquote(v: &str) -> String {
     if t.len() >= 2
         && ((t.starts_with('"') && t.ends_with('"')) || (t.starts_with('\'') && t.ends_with('\'')))
     {
+        // One ASCII quote at each end: both cuts are character boundaries.
         t[1..t.len() - 1].to_string()
     } else {
         t.to_string()
     }
+}
+
+/// An instruction's words as Docker's parser cuts them before any
+/// expansion: split on unquoted, unescaped whitespace, with quotes and
+/// escapes still in place.
+fn raw_words(text: &str, escape: char) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote = None;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match quote {
+            None if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+                continue;
+            }
+            None if c == '"' || c == '\'' => quote = Some(c),
+            Some(q) if c == q => quote = None,
+            _ => {}
+        }
+        in_word = true;
+        cur.push(c);
+        // The escape keeps the next character in the word, whatever it is,
+        // except inside single quotes where nothing is escaped.
+        if c == escape && quote != Some('\'') {
+            if let Some(n) = chars.next() {
+                cur.push(n);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}
+
+/// ENV and LABEL take `name=value ...`, or the legacy `name value`; a
+/// word without `=` among pairs, a lone name, or a blank name is refused
+/// with Docker's messages rather than becoming an odd key.
+fn check_name_values(inst: &str, raw: &str, escape: char, line: usize) -> Result<(), ParseError> {
+    let words = raw_words(raw, escape);
+    let Some(first) = words.first() else {
+        return Ok(());
+    };
+    if !first.contains('=') {
+        if raw.trim().split_once(char::is_whitespace).is_none() {
+            return Err(perr(line, format!("{inst} must have two arguments")));
+        }
+        return Ok(());
+    }
+    for w in &words {
+        match w.split_once('=') {
+            None => {
+                return Err(perr(
+                    line,
+                    format!(
+                        "Syntax error - can't find = in {w:?}. Must be of the form: name=value"
+                    ),
+                ))
+            }
+            Some(("", _)) => return Err(perr(line, format!("{inst} names can not be blank"))),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// ARG takes `name` or `name=default` words; the name may not be blank.
+fn check_arg_names(raw: &str, escape: char, line: usize) -> Result<(), ParseError> {
+    if raw_words(raw, escape).iter().any(|w| w.starts_with('=')) {
+        return Err(perr(line, "ARG names can not be blank"));
+    }
+    Ok(())
 }
 
 fn instruction_start(inst: &Instruction<'_>) -> usize {
@@ -480,6 +562,7 @@ fn step(
     text: &str,
     inst: &Instruction<'_>,
     line: usize,
+    escape: char,
     here: Option<&HereRun>,
 ) -> Result<Inst, ParseError> {
     Ok(match inst {
@@ -538,9 +621,18 @@ fn step(
             flags.done()?;
             Inst::Copy(spec)
         }
-        Instruction::Env(e) => Inst::Env(e.arguments.value.to_string()),
-        Instruction::Arg(a) => Inst::Arg(a.arguments.value.to_string()),
-        Instruction::Label(l) => Inst::Label(l.arguments.value.to_string()),
+        Instruction::Env(e) => {
+            check_name_values("ENV", &e.arguments.value, escape, line)?;
+            Inst::Env(e.arguments.value.to_string())
+        }
+        Instruction::Arg(a) => {
+            check_arg_names(&a.arguments.value, escape, line)?;
+            Inst::Arg(a.arguments.value.to_string())
+        }
+        Instruction::Label(l) => {
+            check_name_values("LABEL", &l.arguments.value, escape, line)?;
+            Inst::Label(l.arguments.value.to_string())
+        }
         Instruction::Workdir(w) => Inst::Workdir(w.arguments.value.to_string()),
         Instruction::Expose(e) => {
             Inst::Expose(e.arguments.iter().map(|s| s.value.to_string()).collect())
@@ -631,7 +723,12 @@ fn heredoc_script(h: &HereRun) -> CmdForm {
 }
 
 fn sources(text: &str, src: &[Source<'_>], start: usize) -> Vec<Src> {
-    let first_line = text[start..].split('\n').next().unwrap_or("");
+    let first_line = text
+        .get(start..)
+        .unwrap_or("")
+        .split('\n')
+        .next()
+        .unwrap_or("");
     let mut names = heredoc_names(first_line).into_iter().map(|(n, _)| n);
     src.iter()
         .map(|s| match s {
@@ -723,6 +820,108 @@ mod tests {
             (e.line, e.message.as_str()),
             (2, "unknown flag: --bogus for COPY")
         );
+    }
+
+    #[test]
+    fn multi_byte_characters_near_the_start_of_a_line_parse() {
+        // Each of these once panicked: the third byte of the line falls
+        // inside a multi-byte character.
+        for text in [
+            "# éxample\nFROM x\n",
+            "# 中文注释\nFROM x\n",
+            "FROM x\n# éxample\nRUN echo é\n",
+            "FROM x\nRUé\n",
+            "FROM x\nRU中 x\n",
+            "FROM x\né\n",
+            "FROM x\n\u{1F600}\n",
+            "FROM x\n  é\n",
+            "FROM x\nRUN é <<EOT\n中\nEOT\n",
+        ] {
+            let _ = parse(text);
+        }
+        let df = parse("# éxample\n# 中文注释\nFROM x\nRUN echo 中文 é\n").unwrap();
+        let step = &df.stages[0].steps[0];
+        assert_eq!((step.line, step.text.as_str()), (4, "RUN echo 中文 é"));
+        let e = parse("FROM x\nRUé\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let df = parse("FROM x\nRUN cat <<中 <<EOT\nbody é\nEOT\n").unwrap();
+        assert!(matches!(&df.stages[0].steps[0].inst, Inst::Run { .. }));
+    }
+
+    fn message(text: &str) -> String {
+        parse(text).unwrap_err().message
+    }
+
+    #[test]
+    fn name_value_lists_refuse_junk_with_dockers_words() {
+        assert_eq!(
+            message("FROM x\nLABEL a\n"),
+            "LABEL must have two arguments"
+        );
+        assert_eq!(message("FROM x\nENV a\n"), "ENV must have two arguments");
+        assert_eq!(
+            message("FROM x\nLABEL =x\n"),
+            "LABEL names can not be blank"
+        );
+        assert_eq!(
+            message("FROM x\nENV a=1 =2\n"),
+            "ENV names can not be blank"
+        );
+        assert_eq!(
+            message("FROM x\nLABEL a=1 b\n"),
+            r#"Syntax error - can't find = in "b". Must be of the form: name=value"#
+        );
+        assert_eq!(message("FROM x\nARG =x\n"), "ARG names can not be blank");
+        assert_eq!(message("FROM x\nARG a =x\n"), "ARG names can not be blank");
+        assert_eq!(message("ARG =x\nFROM x\n"), "ARG names can not be blank");
+        let e = parse("FROM x\nRUN true\nLABEL a\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dockerfile parse error on line 3: LABEL must have two arguments"
+        );
+        // What Docker accepts still parses.
+        for ok in [
+            "LABEL a=1 b=2",
+            "LABEL a b c",
+            "LABEL \"a b\"=c d=\"e=f g\"",
+            "LABEL a=1 \\\n  b=2",
+            "LABEL \"a\"=",
+            "LABEL a\\ b=c",
+            "ENV A B",
+            "ENV A=",
+            "ARG A",
+            "ARG A B=1 C=",
+            "ARG \"A\"=1",
+        ] {
+            parse(&format!("FROM x\n{ok}\n")).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
+    #[test]
+    fn deeply_nested_substitution_parses_and_fails_to_expand_cleanly() {
+        let deep = format!("{}x{}", "${X:-".repeat(20_000), "}".repeat(20_000));
+        let df = parse(&format!("FROM x\nWORKDIR {deep}\nLABEL a={deep}\n")).unwrap();
+        for step in &df.stages[0].steps {
+            let (Inst::Workdir(w) | Inst::Label(w)) = &step.inst else {
+                panic!("{:?}", step.inst)
+            };
+            let e = crate::expand::words(w, &|_| None, df.escape).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "variable substitution nested deeper than 64 levels"
+            );
+        }
+    }
+
+    #[test]
+    fn raw_words_keep_quotes_and_escapes() {
+        assert_eq!(
+            raw_words(r#"a="b c" 'd e'=f g\ h "i\"j" 'k\'"#, '\\'),
+            [r#"a="b c""#, "'d e'=f", r"g\ h", r#""i\"j""#, r"'k\'"]
+        );
+        assert_eq!(raw_words("a` b c", '`'), ["a` b", "c"]);
+        assert!(raw_words("  ", '\\').is_empty());
+        assert_eq!(raw_words("\"\"", '\\'), ["\"\""]);
     }
 
     #[test]

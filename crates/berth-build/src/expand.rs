@@ -20,7 +20,16 @@ pub enum ExpandError {
     /// `${NAME:?message}` or `${NAME?message}` met an unset (or empty) variable.
     #[error("{name}: {message}")]
     Required { name: String, message: String },
+    /// `${A:-${B:-...}}` nested past [`MAX_NESTING`]; each level is a
+    /// frame of recursion, so without a limit a crafted Dockerfile would
+    /// overflow the stack.
+    #[error("variable substitution nested deeper than {0} levels")]
+    TooDeep(usize),
 }
+
+/// How deeply `${...}` may nest inside an operand. Docker has no such
+/// limit, but no real Dockerfile comes near it.
+pub const MAX_NESTING: usize = 64;
 
 /// Expands one word: quotes removed, variables substituted, no splitting on spaces.
 /// `lookup` returns a variable's value (None = unset). `escape` is the Dockerfile escape char (`\\` or '`').
@@ -119,6 +128,8 @@ impl Sink {
 struct Lexer<'a> {
     src: Vec<char>,
     pos: usize,
+    /// How many `${...}` operands enclose the current position.
+    depth: usize,
     lookup: &'a dyn Fn(&str) -> Option<String>,
     escape: char,
 }
@@ -128,6 +139,7 @@ impl<'a> Lexer<'a> {
         Lexer {
             src: s.chars().collect(),
             pos: 0,
+            depth: 0,
             lookup,
             escape,
         }
@@ -273,8 +285,14 @@ impl<'a> Lexer<'a> {
 
         // Docker expands the operand whether or not it ends up used, so an
         // error inside it (e.g. a nested `:?`) surfaces either way.
+        if self.depth >= MAX_NESTING {
+            return Err(ExpandError::TooDeep(MAX_NESTING));
+        }
         let mut operand = Sink::new(false);
-        self.run(&mut operand, Some(start))?;
+        self.depth += 1;
+        let r = self.run(&mut operand, Some(start));
+        self.depth -= 1;
+        r?;
         let operand = operand.cur;
 
         // With the colon an empty value counts as unset.
@@ -524,6 +542,33 @@ mod tests {
             err("${A").to_string(),
             "missing '}' in variable substitution \"${A\""
         );
+    }
+
+    fn nested(levels: usize) -> String {
+        format!("{}x{}", "${X:-".repeat(levels), "}".repeat(levels))
+    }
+
+    #[test]
+    fn nesting_is_limited_not_a_stack_overflow() {
+        assert_eq!(w(&nested(MAX_NESTING)), "x");
+        assert_eq!(w(&format!("\"{}\"", nested(MAX_NESTING))), "x");
+        for levels in [MAX_NESTING + 1, 20_000] {
+            let e = err(&nested(levels));
+            assert_eq!(e, ExpandError::TooDeep(MAX_NESTING));
+            assert_eq!(
+                e.to_string(),
+                "variable substitution nested deeper than 64 levels"
+            );
+            // Inside double quotes the recursion takes another path.
+            let e = err(&format!("\"{}\"", nested(levels)));
+            assert_eq!(e, ExpandError::TooDeep(MAX_NESTING));
+            assert_eq!(
+                words(&nested(levels), &env, '\\').unwrap_err(),
+                ExpandError::TooDeep(MAX_NESTING)
+            );
+        }
+        // Siblings do not add up: only nesting counts.
+        assert_eq!(w(&nested(40).repeat(100)), "x".repeat(100));
     }
 
     #[test]

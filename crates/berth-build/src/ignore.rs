@@ -181,11 +181,14 @@ fn compile(pattern: &str) -> Result<Vec<Tok>, &'static str> {
                 if chars.get(i) == Some(&'/') {
                     i += 1;
                 }
-                toks.push(if i == chars.len() {
-                    Tok::Rest
-                } else {
-                    Tok::Dirs
-                });
+                // `**/**/` (or `****`) is `**/`: matching recursed once per
+                // copy, and a long run overflowed the stack. (A lone `*`
+                // never follows `*`: two of them lex as `**`.)
+                if i == chars.len() {
+                    toks.push(Tok::Rest);
+                } else if !matches!(toks.last(), Some(Tok::Dirs)) {
+                    toks.push(Tok::Dirs);
+                }
             }
             '*' => toks.push(Tok::Star),
             '?' => toks.push(Tok::One),
@@ -480,6 +483,25 @@ mod tests {
             assert!(msg.contains("line 2"), "{msg}");
             assert!(msg.contains(bad.trim()), "{msg}");
         }
+    }
+
+    #[test]
+    fn long_runs_of_stars_match_without_deep_recursion() {
+        // Each of these once overflowed the stack (berth build aborted).
+        for p in [
+            "*".repeat(100_000),
+            "**/".repeat(30_000),
+            format!("{}x", "*".repeat(100_000)),
+        ] {
+            let x = m(&p);
+            assert!(x.excluded("a/b/x"), "{}", &p[..6]);
+            let _ = x.may_include_under("a");
+        }
+        assert!(!m(&format!("{}x", "**/".repeat(30_000))).excluded("a/b/y"));
+        // What the runs mean is unchanged.
+        assert!(m("a***").excluded("abc/d") && !m("a***").excluded("b"));
+        assert!(m("**/**/x").excluded("x") && m("**/**/x").excluded("a/b/x"));
+        assert!(m("a**/*c").excluded("ab/xc") && !m("a**/*c").excluded("ab/x/d"));
     }
 
     #[test]

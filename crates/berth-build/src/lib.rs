@@ -2,9 +2,12 @@
 //! to their words, and `.dockerignore` patterns. Executing steps is the
 //! engine's job; this crate holds no policy about images or containers.
 
+pub mod cache;
 mod dockerfile;
+pub mod exec;
 pub mod expand;
 pub mod ignore;
+pub mod plan;
 
 pub use dockerfile::{
     parse, parse_trigger, CmdForm, CopySpec, Dockerfile, Health, Inst, ParseError, Src, Stage, Step,

@@ -11,8 +11,11 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use berth_build::cache::Key as CacheKey;
+use berth_build::exec::{self, Outcome, StepRunner};
 use berth_build::expand;
 use berth_build::ignore::Matcher;
+use berth_build::plan;
 use berth_build::{CmdForm, CopySpec, Dockerfile, Inst, Src, Stage, Step};
 use berth_layer::WriteOptions;
 use berth_oci::media::Compression;
@@ -344,14 +347,7 @@ impl Engine {
             global.insert(k.clone(), value.unwrap_or_default());
         }
 
-        let target = match &opts.target {
-            Some(t) => df
-                .stages
-                .iter()
-                .position(|s| s.name.as_deref() == Some(t.to_ascii_lowercase().as_str()))
-                .ok_or_else(|| bad(format!("target stage \"{t}\" could not be found")))?,
-            None => df.stages.len() - 1,
-        };
+        let target = plan::target(&df, opts.target.as_deref()).map_err(|e| bad(e.to_string()))?;
         let mut b = Builder {
             engine: self,
             opts,
@@ -368,17 +364,18 @@ impl Engine {
             compression,
             downloads: Default::default(),
         };
-        let waves = b.waves(target)?;
-        let mut needed: Vec<usize> = waves.iter().flatten().copied().collect();
-        needed.sort();
-        // Step numbers follow the Dockerfile, whatever order stages finish in.
-        let mut first_step = HashMap::new();
-        for &i in &needed {
-            first_step.insert(i, b.total);
-            b.total += 1 + df.stages[i].steps.len();
-        }
-        for wave in &waves {
-            b.wave(wave, &first_step)?;
+        let plan = plan::plan(&df, target, &|w| {
+            expand::word(w, &|n| b.global.get(n).cloned(), df.escape)
+        })
+        .map_err(|e| match e {
+            plan::PlanError::NoSuchStage { line, .. } => {
+                bad(format!("{}:{line}: {e}", opts.dockerfile_name))
+            }
+            e => bad(e.to_string()),
+        })?;
+        b.total = plan.total;
+        for wave in &plan.waves {
+            b.wave(wave, &plan.first_step)?;
         }
         let last = b.built[target].clone().expect("target built");
         let mut rec = last.rec;
@@ -500,83 +497,12 @@ impl<'a> Builder<'a> {
     }
 
     fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
-        let lower = name.to_ascii_lowercase();
-        if let Ok(n) = name.parse::<usize>() {
-            return (n < before).then_some(n);
-        }
-        self.df.stages[..before]
-            .iter()
-            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+        plan::stage_index(self.df, name, before)
     }
 
     fn global_word(&self, w: &str) -> Result<String> {
         expand::word(w, &|n| self.global.get(n).cloned(), self.df.escape)
             .map_err(|e| bad(e.to_string()))
-    }
-
-    /// The earlier stages stage `i` reads: its FROM, COPY --from and
-    /// RUN --mount from=.
-    fn deps(&self, i: usize) -> Result<Vec<usize>> {
-        let s = &self.df.stages[i];
-        let mut refs = vec![self.global_word(&s.base)?];
-        for step in &s.steps {
-            match &step.inst {
-                Inst::Copy(c) => refs.extend(c.from.clone()),
-                Inst::Run { mounts, .. } => {
-                    for m in mounts {
-                        for kv in m.split(',') {
-                            if let Some(v) = kv.strip_prefix("from=") {
-                                refs.push(v.to_string());
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        let mut out = Vec::new();
-        for r in refs {
-            if let Some(j) = self.stage_index(&r, i) {
-                out.push(j);
-            } else if let Ok(n) = r.parse::<usize>() {
-                return Err(bad(format!(
-                    "{}:{}: stage {n} does not exist before stage {i}",
-                    self.opts.dockerfile_name, s.line
-                )));
-            }
-        }
-        Ok(out)
-    }
-
-    /// The stages `target` needs, grouped in waves: a stage's dependencies
-    /// are all in earlier waves, so the stages of one wave can build at
-    /// the same time.
-    fn waves(&self, target: usize) -> Result<Vec<Vec<usize>>> {
-        let mut need = HashSet::new();
-        let mut todo = vec![target];
-        while let Some(i) = todo.pop() {
-            if need.insert(i) {
-                todo.extend(self.deps(i)?);
-            }
-        }
-        let mut order: Vec<usize> = need.into_iter().collect();
-        order.sort();
-        let mut level: HashMap<usize, usize> = HashMap::new();
-        let mut waves: Vec<Vec<usize>> = Vec::new();
-        for &i in &order {
-            let l = self
-                .deps(i)?
-                .iter()
-                .map(|d| level[d] + 1)
-                .max()
-                .unwrap_or(0);
-            level.insert(i, l);
-            if waves.len() <= l {
-                waves.resize(l + 1, Vec::new());
-            }
-            waves[l].push(i);
-        }
-        Ok(waves)
     }
 
     /// What a builder on another thread starts from: everything but the
@@ -598,7 +524,7 @@ impl<'a> Builder<'a> {
 
     /// Builds the stages of one wave, in parallel when there are several;
     /// their output is shown stage by stage, in Dockerfile order.
-    fn wave(&mut self, wave: &[usize], first_step: &HashMap<usize, usize>) -> Result<()> {
+    fn wave(&mut self, wave: &[usize], first_step: &BTreeMap<usize, usize>) -> Result<()> {
         if let [i] = wave {
             self.step_no = first_step[i];
             let built = self.stage(*i)?;
@@ -769,81 +695,79 @@ impl<'a> Builder<'a> {
             .map_err(|e| bad(format!("{}: {e}", self.where_(step))))
     }
 
+    /// One step: from the cache or for real, as `berth_build::exec`
+    /// decides.
     fn step(&mut self, stage: usize, st: &mut StageState, step: &Step) -> Result<()> {
-        // ARG only changes what later steps see; it makes no image.
-        if let Inst::Arg(raw) = &step.inst {
-            for (k, v) in expand::key_values(self.words(st, raw, step)?) {
-                let value = self
-                    .build_args
-                    .get(&k)
-                    .cloned()
-                    .or(v)
-                    .or_else(|| self.global.get(&k).cloned());
-                st.args.insert(k, value.unwrap_or_default());
+        let use_cache = !self.opts.no_cache;
+        let mut runner = StageRunner { b: self, stage, st };
+        match exec::run_step(&mut runner, step, use_cache)? {
+            Outcome::Declared => {}
+            Outcome::Cached(id) => {
+                self.say(" ---> Using cache");
+                self.say(&format!(" ---> {}", &id.hex()[..12]));
             }
-            return Ok(());
+            Outcome::Built(id) => self.say(&format!(" ---> {}", &id.hex()[..12])),
         }
+        Ok(())
+    }
+
+    /// ARG only changes what later steps see; it makes no image.
+    fn declare_args(&self, st: &mut StageState, step: &Step) -> Result<()> {
+        let Inst::Arg(raw) = &step.inst else {
+            return Ok(());
+        };
+        for (k, v) in expand::key_values(self.words(st, raw, step)?) {
+            let value = self
+                .build_args
+                .get(&k)
+                .cloned()
+                .or(v)
+                .or_else(|| self.global.get(&k).cloned());
+            st.args.insert(k, value.unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// Makes the image cached under `key` the stage's state, if the store
+    /// still has it.
+    fn use_cached(&self, st: &mut StageState, key: &str, step: &Step) -> Result<Option<Digest>> {
+        let Some(id) = self.engine.store.cache_get(key)? else {
+            return Ok(None);
+        };
+        let Some(rec) = self.engine.store.image(&id)? else {
+            return Ok(None);
+        };
+        st.config = self.engine.image_config(&rec)?;
+        st.rec = Some(rec);
+        if matches!(step.inst, Inst::Cmd(_)) {
+            st.cmd_set = true;
+        }
+        Ok(Some(id))
+    }
+
+    /// The step's cache key: its parent, the instruction as parsed, and
+    /// what it reads besides: ARG values (COPY reads none), the command
+    /// as run, and for COPY/ADD its expanded paths and a digest of its
+    /// sources (see `berth_build::cache` for the encoding).
+    fn cache_key(&self, st: &StageState, step: &Step) -> Result<String> {
         let parent = st
             .rec
             .as_ref()
             .map(|r| r.id.to_string())
             .unwrap_or_else(|| "scratch".into());
-        let (desc, inputs) = self.describe(st, step)?;
-        let mut h = Hasher::sha256();
-        for part in [parent.as_str(), desc.as_str(), inputs.as_str()] {
-            h.update(part.as_bytes());
-            h.update(b"\n");
-        }
-        let key = h.finish().to_string();
-        if !self.opts.no_cache {
-            if let Some(id) = self.engine.store.cache_get(&key)? {
-                if let Some(rec) = self.engine.store.image(&id)? {
-                    self.say(" ---> Using cache");
-                    self.say(&format!(" ---> {}", &id.hex()[..12]));
-                    st.config = self.engine.image_config(&rec)?;
-                    st.rec = Some(rec);
-                    if matches!(step.inst, Inst::Cmd(_)) {
-                        st.cmd_set = true;
-                    }
-                    return Ok(());
-                }
+        let mut key = CacheKey::new(&parent);
+        key.step(&step.inst);
+        match &step.inst {
+            Inst::Copy(c) => self.copy_inputs(st, c, step, &mut key)?,
+            Inst::Run { cmd, .. } => {
+                key.pairs("args", &st.args)
+                    .list("argv", self.run_argv(st, cmd));
+            }
+            _ => {
+                key.pairs("args", &st.args);
             }
         }
-        let id = self.execute(stage, st, step)?;
-        self.engine.store.cache_put(&key, &id, time::now_nanos())?;
-        self.say(&format!(" ---> {}", &id.hex()[..12]));
-        Ok(())
-    }
-
-    /// The step as its cache key sees it (after expansion), and a digest
-    /// of what it reads from outside the image.
-    fn describe(&self, st: &StageState, step: &Step) -> Result<(String, String)> {
-        Ok(match &step.inst {
-            Inst::Run {
-                cmd,
-                mounts,
-                network,
-            } => {
-                let argv = self.run_argv(st, cmd);
-                let args: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                (
-                    format!(
-                        "RUN |{} {} {} mounts={:?} network={:?}",
-                        args.len(),
-                        args.join(" "),
-                        argv.join(" "),
-                        mounts,
-                        network
-                    ),
-                    String::new(),
-                )
-            }
-            Inst::Copy(c) => {
-                let (desc, inputs) = self.copy_inputs(st, c, step)?;
-                (desc, inputs)
-            }
-            other => (format!("{other:?} {:?}", st.args), String::new()),
-        })
+        Ok(key.digest())
     }
 
     fn run_argv(&self, st: &StageState, cmd: &CmdForm) -> Vec<String> {
@@ -1034,7 +958,7 @@ impl<'a> Builder<'a> {
                 st.config.author = Some(m.clone());
                 self.history(st, shown, true);
             }
-            Inst::Arg(_) => unreachable!("handled by step"),
+            Inst::Arg(_) => unreachable!("ARG is declared, not executed"),
         }
         if let Some(l) = &layer {
             st.config.rootfs.diff_ids.push(l.diff_id.clone());
@@ -1412,7 +1336,16 @@ impl<'a> Builder<'a> {
         Ok(out)
     }
 
-    fn copy_inputs(&self, st: &StageState, c: &CopySpec, step: &Step) -> Result<(String, String)> {
+    /// Adds to a COPY/ADD key its expanded paths and options and a digest
+    /// of its sources: the image a `--from` names, or the context files
+    /// (name, mode, content) and downloads it reads.
+    fn copy_inputs(
+        &self,
+        st: &StageState,
+        c: &CopySpec,
+        step: &Step,
+        key: &mut CacheKey,
+    ) -> Result<()> {
         let what = if c.add { "ADD" } else { "COPY" };
         let vars = st.vars();
         let mut srcs = Vec::new();
@@ -1430,17 +1363,23 @@ impl<'a> Builder<'a> {
             });
         }
         let dest = self.word(st, &c.dest, step)?;
-        let desc = format!(
-            "{what} from={:?} chown={:?} chmod={:?} {:?} -> {} (workdir {})",
-            c.from,
-            c.chown,
-            c.chmod,
-            srcs,
-            dest,
-            st.workdir()
-        );
+        let from = c
+            .from
+            .as_deref()
+            .map(|f| self.word(st, f, step))
+            .transpose()?;
+        let chown = c
+            .chown
+            .as_deref()
+            .map(|u| self.word(st, u, step))
+            .transpose()?;
+        key.list("srcs", &srcs)
+            .field("dest", &dest)
+            .field("workdir", &st.workdir())
+            .opt("from", from.as_deref())
+            .opt("chown", chown.as_deref());
         let mut h = Hasher::sha256();
-        if let Some(f) = &c.from {
+        if let Some(f) = &from {
             // An image or stage is content-addressed already.
             let id = match self.stage_index(f, self.current_stage(step)) {
                 Some(j) => self.built[j]
@@ -1469,7 +1408,8 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        Ok((desc, h.finish().to_string()))
+        key.field("inputs", &h.finish().to_string());
+        Ok(())
     }
 
     /// Digests a context path by name, mode and content (never mtime).
@@ -1731,6 +1671,43 @@ impl<'a> Builder<'a> {
             .iter()
             .rposition(|s| s.line <= step.line)
             .unwrap_or(0)
+    }
+}
+
+/// The engine's side of `berth_build::exec`: one stage's state, and the
+/// builder that holds the store, the context and the output.
+struct StageRunner<'r, 'a> {
+    b: &'r mut Builder<'a>,
+    stage: usize,
+    st: &'r mut StageState,
+}
+
+impl StepRunner for StageRunner<'_, '_> {
+    type Image = Digest;
+    type Error = Error;
+
+    fn declare_args(&mut self, step: &Step) -> Result<()> {
+        self.b.declare_args(self.st, step)
+    }
+
+    fn cache_key(&mut self, step: &Step) -> Result<String> {
+        self.b.cache_key(self.st, step)
+    }
+
+    fn use_cached(&mut self, key: &str, step: &Step) -> Result<Option<Digest>> {
+        self.b.use_cached(self.st, key, step)
+    }
+
+    fn run(&mut self, step: &Step) -> Result<Digest> {
+        self.b.execute(self.stage, self.st, step)
+    }
+
+    fn remember(&mut self, key: &str, image: &Digest) -> Result<()> {
+        Ok(self
+            .b
+            .engine
+            .store
+            .cache_put(key, image, time::now_nanos())?)
     }
 }
 
