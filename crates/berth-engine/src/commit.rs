@@ -188,6 +188,14 @@ impl Engine {
             tags,
             &[],
         )?;
+        // Docker says so for each name a build or commit gives the image.
+        for t in tags {
+            self.emit_image(
+                "tag",
+                &config_digest.to_string(),
+                &crate::images::familiar(t),
+            );
+        }
         Ok(config_digest)
     }
 }
