@@ -1455,3 +1455,67 @@ fn the_registry_server_speaks_the_distribution_spec() {
         404
     );
 }
+
+/// Ranges as the conformance suite and RFC 9110 ask for them: open,
+/// suffix, unsatisfiable, and several at once.
+#[test]
+fn blob_ranges_open_suffix_and_multipart() {
+    let reg = Registry::berth(None);
+    let a = &reg.addr;
+    let data: Vec<u8> = (0..2048u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let digest = upload(a, "spec/ranges", &data);
+    let blob = format!("/v2/spec/ranges/blobs/{digest}");
+
+    let get = |range: &str| http("GET", a, &blob, &[("Range", range)], b"");
+    // Open and suffix ranges.
+    let (st, head, body) = get("bytes=2000-");
+    assert_eq!(st, 206);
+    assert_eq!(header(&head, "Content-Range"), Some("bytes 2000-2047/2048"));
+    assert_eq!(body.as_bytes(), &data[2000..]);
+    let (st, head, body) = get("bytes=-500");
+    assert_eq!(st, 206);
+    assert_eq!(header(&head, "Content-Range"), Some("bytes 1548-2047/2048"));
+    assert_eq!(header(&head, "Content-Length"), Some("500"));
+    assert_eq!(body.as_bytes(), &data[1548..]);
+    let (st, head, body) = get("bytes=-4096");
+    assert_eq!(
+        (st, header(&head, "Content-Range")),
+        (206, Some("bytes 0-2047/2048"))
+    );
+    assert_eq!(body.as_bytes(), &data[..]);
+    // Nothing to send: 416 with the size.
+    for r in ["bytes=-0", "bytes=500-0", "bytes=5000-10000"] {
+        let (st, head, _) = get(r);
+        assert_eq!(
+            (st, header(&head, "Content-Range")),
+            (416, Some("bytes */2048")),
+            "{r}"
+        );
+    }
+    // Several ranges: one multipart/byteranges answer, overlapping ones
+    // joined, each part with its Content-Range.
+    let (st, head, body) = get("bytes=0-9, 5-19, -8");
+    assert_eq!(st, 206);
+    let ctype = header(&head, "Content-Type").unwrap();
+    let boundary = ctype
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("{ctype}"));
+    assert_eq!(
+        header(&head, "Content-Length"),
+        Some(body.len().to_string().as_str())
+    );
+    let want = format!(
+        "--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 0-19/2048\r\n\r\n{}\r\n\
+         --{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 2040-2047/2048\r\n\r\n{}\r\n\
+         --{boundary}--\r\n",
+        std::str::from_utf8(&data[..20]).unwrap(),
+        std::str::from_utf8(&data[2040..]).unwrap(),
+    );
+    assert_eq!(body, want);
+    // HEAD says the same without the body.
+    let (st, head, body) = http("HEAD", a, &blob, &[("Range", "bytes=-500")], b"");
+    assert_eq!(
+        (st, header(&head, "Content-Length"), body.as_str()),
+        (206, Some("500"), "")
+    );
+}
