@@ -484,7 +484,7 @@ async fn route(
         ("blob", "DELETE") => delete_blob(reg, &name, &arg).await,
         ("upload", "POST") => start_upload(reg, &name, query, headers, body).await,
         ("upload", "PATCH") => patch_upload(reg, &name, &arg, headers, body).await,
-        ("upload", "PUT") => finish_upload(reg, &name, &arg, query, body).await,
+        ("upload", "PUT") => finish_upload(reg, &name, &arg, query, headers, body).await,
         ("upload", "GET") => upload_status(reg, &name, &arg).await,
         ("upload", "DELETE") => {
             upload_size(reg, &name, &arg).await?;
@@ -866,6 +866,37 @@ async fn upload_status(reg: &Registry, name: &str, id: &str) -> Reply {
     Ok(r)
 }
 
+/// A chunk must start where the upload ends: the 416 that says where that
+/// is when its `Content-Range` (`<start>-<end>`) starts elsewhere. The
+/// upload is left as it was, to be continued from its `Range`.
+fn out_of_order(headers: &HeaderMap, name: &str, id: &str, size: u64) -> Option<Response> {
+    let cr = headers.get("Content-Range")?;
+    let start = cr
+        .to_str()
+        .ok()
+        .map(|s| s.trim().trim_start_matches("bytes").trim())
+        .and_then(|s| s.split(['-', '/']).next())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if start == Some(size) {
+        return None;
+    }
+    let range = if size == 0 {
+        "0-0".to_string()
+    } else {
+        format!("0-{}", size - 1)
+    };
+    Some(
+        Response::builder()
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .header("Location", upload_location(name, id))
+            .header("Range", range)
+            .header("Docker-Upload-UUID", id)
+            .header("Content-Length", "0")
+            .body(Body::empty())
+            .expect("valid response"),
+    )
+}
+
 async fn patch_upload(
     reg: &Registry,
     name: &str,
@@ -873,22 +904,12 @@ async fn patch_upload(
     headers: &HeaderMap,
     body: Body,
 ) -> Reply {
+    // The size checked must still be the size appended to.
+    let lock = reg.upload_lock(id);
+    let _turn = lock.lock().await;
     let size = upload_size(reg, name, id).await?;
-    // A chunk must start where the upload ends.
-    if let Some(cr) = headers.get("Content-Range").and_then(|v| v.to_str().ok()) {
-        let start = cr
-            .trim_start_matches("bytes ")
-            .split(['-', '/'])
-            .next()
-            .and_then(|s| s.parse::<u64>().ok());
-        if start != Some(size) {
-            return Ok(Response::builder()
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header("Location", upload_location(name, id))
-                .header("Range", format!("0-{}", size.saturating_sub(1)))
-                .body(Body::empty())
-                .expect("valid response"));
-        }
+    if let Some(refused) = out_of_order(headers, name, id, size) {
+        return Ok(refused);
     }
     let size = append(&reg.upload(id), body).await?;
     Ok(accepted(name, id, size))
@@ -899,11 +920,17 @@ async fn finish_upload(
     name: &str,
     id: &str,
     query: &HashMap<String, String>,
+    headers: &HeaderMap,
     body: Body,
 ) -> Reply {
     let lock = reg.upload_lock(id);
     let _turn = lock.lock().await;
-    upload_size(reg, name, id).await?;
+    let size = upload_size(reg, name, id).await?;
+    // A last chunk out of order is refused before it touches the upload,
+    // which a PATCH or PUT from the right offset can still complete.
+    if let Some(refused) = out_of_order(headers, name, id, size) {
+        return Ok(refused);
+    }
     let Some(d) = query.get("digest") else {
         return Err(fail(
             StatusCode::BAD_REQUEST,

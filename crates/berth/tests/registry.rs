@@ -1519,3 +1519,57 @@ fn blob_ranges_open_suffix_and_multipart() {
         (206, Some("500"), "")
     );
 }
+
+/// A closing PUT whose Content-Range starts anywhere but the upload's end
+/// is refused with 416 and the upload's Range, and leaves the upload
+/// usable.
+#[test]
+fn an_out_of_order_closing_put_keeps_the_upload() {
+    let reg = Registry::berth(None);
+    let a = &reg.addr;
+    let data: Vec<u8> = (0..2048u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let digest = sha256(&data);
+
+    // POST, PATCH the first half; a closing PUT that starts anywhere but
+    // the upload's end is 416 with the upload's Range...
+    let (st, head, _) = http("POST", a, "/v2/spec/ranges/blobs/uploads/", &[], b"");
+    assert_eq!(st, 202);
+    let loc = header(&head, "Location").unwrap().to_string();
+    let (st, _, _) = http(
+        "PATCH",
+        a,
+        &loc,
+        &[("Content-Range", "0-1023")],
+        &data[..1024],
+    );
+    assert_eq!(st, 202);
+    for bad in ["0-1023", "1500-2047"] {
+        let start: usize = bad.split('-').next().unwrap().parse().unwrap();
+        let (st, head, body) = http(
+            "PUT",
+            a,
+            &format!("{loc}?digest={digest}"),
+            &[("Content-Range", bad)],
+            &data[start..],
+        );
+        assert_eq!(st, 416, "{bad}: {head}{body}");
+        assert_eq!(header(&head, "Range"), Some("0-1023"), "{bad}");
+        assert_eq!(header(&head, "Location"), Some(loc.as_str()), "{bad}");
+    }
+    // ...and the upload is as it was: its status, then a PUT from the
+    // right offset completes it.
+    let (st, head, _) = http("GET", a, &loc, &[], b"");
+    assert_eq!((st, header(&head, "Range")), (204, Some("0-1023")));
+    let (st, head, body) = http(
+        "PUT",
+        a,
+        &format!("{loc}?digest={digest}"),
+        &[("Content-Range", "1024-2047")],
+        &data[1024..],
+    );
+    assert_eq!(st, 201, "{head}{body}");
+    assert_eq!(
+        status("HEAD", a, &format!("/v2/spec/ranges/blobs/{digest}")),
+        200
+    );
+}
