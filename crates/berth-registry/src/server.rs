@@ -313,17 +313,53 @@ fn new_upload_id() -> std::io::Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
+/// Makes the registry's root private to its owner, as Docker keeps its
+/// own: created 0700, and a root left group- or world-accessible (by an
+/// older Berth, or by hand) is tightened to 0700. Then its directories.
+pub fn prepare_root(root: &Path) -> Result<(), crate::Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io =
+        |what: &str, e: std::io::Error| crate::Error::Io(format!("{what} {}: {e}", root.display()));
+    // Parents get the usual mode: only the root itself is private.
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| io("create the parent of", e))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io("create", e)),
+    }
+    let meta = std::fs::metadata(root).map_err(|e| io("inspect", e))?;
+    if !meta.is_dir() {
+        return Err(crate::Error::Invalid(format!(
+            "{} is not a directory",
+            root.display()
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode != 0o700 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("restrict", e))?;
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "berth registry: {} was {mode:04o}, now 0700",
+                root.display()
+            );
+        }
+    }
+    for d in ["blobs", "repositories", "uploads"] {
+        std::fs::create_dir_all(root.join(d)).map_err(|e| io("create directories in", e))?;
+    }
+    Ok(())
+}
+
 /// Runs the registry until the process is stopped.
 pub fn serve(opts: ServeOptions) -> Result<(), crate::Error> {
     let users = match &opts.htpasswd {
         Some(p) => Some(Htpasswd::load(p)?),
         None => None,
     };
-    for d in ["blobs", "repositories", "uploads"] {
-        std::fs::create_dir_all(opts.root.join(d)).map_err(|e| {
-            crate::Error::Io(format!("create {}: {e}", opts.root.join(d).display()))
-        })?;
-    }
+    prepare_root(&opts.root)?;
     let tls = match &opts.tls {
         Some((c, k)) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(c, k)?))),
         None => None,
@@ -1352,5 +1388,35 @@ mod tests {
             .collect::<Vec<_>>()
             .join(",");
         assert_eq!(p(&format!("bytes={many}")), Whole);
+    }
+
+    #[test]
+    fn the_root_is_made_private_and_tightened_when_it_was_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("berth-registry-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let fresh = base.join("parent/fresh");
+        prepare_root(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        // Only the root: its parents keep the usual mode.
+        assert_ne!(mode(&base.join("parent")), 0o700);
+        for d in ["blobs", "repositories", "uploads"] {
+            assert!(fresh.join(d).is_dir(), "{d}");
+        }
+        let old = base.join("old");
+        std::fs::create_dir_all(old.join("blobs")).unwrap();
+        std::fs::write(old.join("blobs/keep"), "x").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        prepare_root(&old).unwrap();
+        assert_eq!(mode(&old), 0o700);
+        assert_eq!(
+            std::fs::read_to_string(old.join("blobs/keep")).unwrap(),
+            "x"
+        );
+        let file = base.join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(prepare_root(&file).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

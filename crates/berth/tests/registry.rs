@@ -1573,3 +1573,27 @@ fn an_out_of_order_closing_put_keeps_the_upload() {
         200
     );
 }
+
+/// The registry's root is private to root, and a looser one left from
+/// before is tightened when the server starts.
+#[test]
+fn the_registry_root_is_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(BERTH)
+        .args(["registry", "serve", "--addr", &addr, "--root"])
+        .arg(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&addr);
+    let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o7777;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(mode, 0o700);
+}
