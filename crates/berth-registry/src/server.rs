@@ -405,12 +405,19 @@ async fn handle(
     State(reg): State<Arc<Registry>>,
     method: Method,
     uri: Uri,
-    Query(query): Query<HashMap<String, String>>,
+    Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let path = uri.path().to_string();
-    let r = route(&reg, &method, &path, &query, &headers, body).await;
+    // `tag` may come several times (tags pushed with a manifest).
+    let tag_params: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "tag")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let query: HashMap<String, String> = pairs.into_iter().collect();
+    let r = route(&reg, &method, &path, &query, &tag_params, &headers, body).await;
     let r = match r {
         Ok(r) => r,
         Err(f) => f.into_response(),
@@ -455,6 +462,7 @@ async fn route(
     method: &Method,
     path: &str,
     query: &HashMap<String, String>,
+    tag_params: &[String],
     headers: &HeaderMap,
     body: Body,
 ) -> Reply {
@@ -530,7 +538,7 @@ async fn route(
         ("manifest", "GET" | "HEAD") => {
             get_manifest(reg, &name, &arg, method == Method::HEAD).await
         }
-        ("manifest", "PUT") => put_manifest(reg, &name, &arg, headers, body).await,
+        ("manifest", "PUT") => put_manifest(reg, &name, &arg, tag_params, headers, body).await,
         ("manifest", "DELETE") => delete_manifest(reg, &name, &arg).await,
         ("tags", "GET") => tags(reg, &name, query).await,
         ("referrers", "GET") => referrers(reg, &name, &arg, query).await,
@@ -1049,13 +1057,31 @@ async fn get_manifest(reg: &Registry, name: &str, reference: &str, head: bool) -
     .expect("valid response"))
 }
 
+/// Tags one manifest push by digest may set (`?tag=`): the spec asks for
+/// at least 10; more is 414.
+const TAG_PARAMS_MAX: usize = 100;
+
 async fn put_manifest(
     reg: &Registry,
     name: &str,
     reference: &str,
+    tag_params: &[String],
     headers: &HeaderMap,
     body: Body,
 ) -> Reply {
+    // Tags pushed with a manifest by digest: all valid, or none is set.
+    let by_digest = reference.contains(':');
+    let extra_tags: &[String] = if by_digest { tag_params } else { &[] };
+    if extra_tags.len() > TAG_PARAMS_MAX {
+        return Err(fail(
+            StatusCode::URI_TOO_LONG,
+            "TAG_INVALID",
+            format!("at most {TAG_PARAMS_MAX} tags in one push"),
+        ));
+    }
+    for t in extra_tags {
+        check_tag(t)?;
+    }
     let bytes = axum::body::to_bytes(body, MANIFEST_MAX)
         .await
         .map_err(|_| {
@@ -1161,19 +1187,24 @@ async fn put_manifest(
     write_whole(&reg.manifest_mark(name, &digest), media.as_bytes())
         .await
         .map_err(io_fail)?;
-    if !reference.contains(':') {
-        write_whole(
-            &reg.tag_path(name, reference),
-            digest.to_string().as_bytes(),
-        )
-        .await
-        .map_err(io_fail)?;
+    let tags: Vec<&str> = if by_digest {
+        extra_tags.iter().map(String::as_str).collect()
+    } else {
+        vec![reference]
+    };
+    for t in &tags {
+        write_whole(&reg.tag_path(name, t), digest.to_string().as_bytes())
+            .await
+            .map_err(io_fail)?;
     }
     let mut r = Response::builder()
         .status(StatusCode::CREATED)
         .header("Location", format!("/v2/{name}/manifests/{digest}"))
         .header("Docker-Content-Digest", digest.to_string())
         .header("Content-Length", "0");
+    if by_digest && !tags.is_empty() {
+        r = r.header("OCI-Tag", tags.join(", "));
+    }
     if let Some(s) = doc
         .pointer("/subject/digest")
         .and_then(|v| v.as_str())

@@ -1597,3 +1597,48 @@ fn the_registry_root_is_made_private() {
     let _ = child.wait();
     assert_eq!(mode, 0o700);
 }
+
+/// A manifest pushed by digest with `?tag=` parameters gets those tags
+/// and says so in OCI-Tag; one invalid tag sets none of them.
+#[test]
+fn tags_pushed_with_a_manifest_by_digest() {
+    let reg = Registry::berth(None);
+    let a = &reg.addr;
+    let config = upload(a, "spec/tagparam", b"{}");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+        "layers": [],
+    });
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let d = sha256(&bytes);
+    let media = [("Content-Type", "application/vnd.oci.image.manifest.v1+json")];
+    let (st, _, body) = http(
+        "PUT",
+        a,
+        &format!("/v2/spec/tagparam/manifests/{d}?tag=good&tag=.bad"),
+        &media,
+        &bytes,
+    );
+    assert!(st == 400 && body.contains("TAG_INVALID"), "{st} {body}");
+    assert_eq!(status("GET", a, "/v2/spec/tagparam/manifests/good"), 404);
+    let (st, head, _) = http(
+        "PUT",
+        a,
+        &format!("/v2/spec/tagparam/manifests/{d}?tag=1.2.3&tag=latest"),
+        &media,
+        &bytes,
+    );
+    assert_eq!(st, 201);
+    assert_eq!(header(&head, "OCI-Tag"), Some("1.2.3, latest"));
+    let (_, _, body) = http("GET", a, "/v2/spec/tagparam/tags/list", &[], b"");
+    assert_eq!(
+        body,
+        "{\"name\":\"spec/tagparam\",\"tags\":[\"1.2.3\",\"latest\"]}"
+    );
+    let (st, head, _) = http("HEAD", a, "/v2/spec/tagparam/manifests/latest", &[], b"");
+    assert_eq!(
+        (st, header(&head, "Docker-Content-Digest")),
+        (200, Some(d.as_str()))
+    );
+}
