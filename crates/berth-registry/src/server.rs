@@ -313,17 +313,53 @@ fn new_upload_id() -> std::io::Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
+/// Makes the registry's root private to its owner, as Docker keeps its
+/// own: created 0700, and a root left group- or world-accessible (by an
+/// older Berth, or by hand) is tightened to 0700. Then its directories.
+pub fn prepare_root(root: &Path) -> Result<(), crate::Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io =
+        |what: &str, e: std::io::Error| crate::Error::Io(format!("{what} {}: {e}", root.display()));
+    // Parents get the usual mode: only the root itself is private.
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| io("create the parent of", e))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io("create", e)),
+    }
+    let meta = std::fs::metadata(root).map_err(|e| io("inspect", e))?;
+    if !meta.is_dir() {
+        return Err(crate::Error::Invalid(format!(
+            "{} is not a directory",
+            root.display()
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode != 0o700 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("restrict", e))?;
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "berth registry: {} was {mode:04o}, now 0700",
+                root.display()
+            );
+        }
+    }
+    for d in ["blobs", "repositories", "uploads"] {
+        std::fs::create_dir_all(root.join(d)).map_err(|e| io("create directories in", e))?;
+    }
+    Ok(())
+}
+
 /// Runs the registry until the process is stopped.
 pub fn serve(opts: ServeOptions) -> Result<(), crate::Error> {
     let users = match &opts.htpasswd {
         Some(p) => Some(Htpasswd::load(p)?),
         None => None,
     };
-    for d in ["blobs", "repositories", "uploads"] {
-        std::fs::create_dir_all(opts.root.join(d)).map_err(|e| {
-            crate::Error::Io(format!("create {}: {e}", opts.root.join(d).display()))
-        })?;
-    }
+    prepare_root(&opts.root)?;
     let tls = match &opts.tls {
         Some((c, k)) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(c, k)?))),
         None => None,
@@ -369,12 +405,19 @@ async fn handle(
     State(reg): State<Arc<Registry>>,
     method: Method,
     uri: Uri,
-    Query(query): Query<HashMap<String, String>>,
+    Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let path = uri.path().to_string();
-    let r = route(&reg, &method, &path, &query, &headers, body).await;
+    // `tag` may come several times (tags pushed with a manifest).
+    let tag_params: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "tag")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let query: HashMap<String, String> = pairs.into_iter().collect();
+    let r = route(&reg, &method, &path, &query, &tag_params, &headers, body).await;
     let r = match r {
         Ok(r) => r,
         Err(f) => f.into_response(),
@@ -419,6 +462,7 @@ async fn route(
     method: &Method,
     path: &str,
     query: &HashMap<String, String>,
+    tag_params: &[String],
     headers: &HeaderMap,
     body: Body,
 ) -> Reply {
@@ -484,7 +528,7 @@ async fn route(
         ("blob", "DELETE") => delete_blob(reg, &name, &arg).await,
         ("upload", "POST") => start_upload(reg, &name, query, headers, body).await,
         ("upload", "PATCH") => patch_upload(reg, &name, &arg, headers, body).await,
-        ("upload", "PUT") => finish_upload(reg, &name, &arg, query, body).await,
+        ("upload", "PUT") => finish_upload(reg, &name, &arg, query, headers, body).await,
         ("upload", "GET") => upload_status(reg, &name, &arg).await,
         ("upload", "DELETE") => {
             upload_size(reg, &name, &arg).await?;
@@ -494,7 +538,7 @@ async fn route(
         ("manifest", "GET" | "HEAD") => {
             get_manifest(reg, &name, &arg, method == Method::HEAD).await
         }
-        ("manifest", "PUT") => put_manifest(reg, &name, &arg, headers, body).await,
+        ("manifest", "PUT") => put_manifest(reg, &name, &arg, tag_params, headers, body).await,
         ("manifest", "DELETE") => delete_manifest(reg, &name, &arg).await,
         ("tags", "GET") => tags(reg, &name, query).await,
         ("referrers", "GET") => referrers(reg, &name, &arg, query).await,
@@ -518,21 +562,96 @@ fn blob_unknown(name: &str, d: &str) -> Failure {
     )
 }
 
-/// `bytes=a-b` / `bytes=a-` against a blob of `len` bytes.
-fn parse_range(h: &str, len: u64) -> Option<(u64, u64)> {
-    let r = h.strip_prefix("bytes=")?;
-    let (a, b) = r.split_once('-')?;
-    let start: u64 = a.parse().ok()?;
-    let end: u64 = if b.is_empty() {
-        len.checked_sub(1)?
-    } else {
-        b.parse::<u64>().ok()?.min(len.checked_sub(1)?)
-    };
-    (start <= end).then_some((start, end))
+/// What a `Range` header asks of a blob of `len` bytes (RFC 9110 §14).
+#[derive(Debug, PartialEq, Eq)]
+enum Ranges {
+    /// Not a byte range request, or one not worth the trouble: the whole
+    /// blob with 200, as RFC 9110 lets a server do.
+    Whole,
+    /// No range overlaps the blob (`bytes=-0`, a start past the end, a
+    /// last byte before the first): 416.
+    Unsatisfiable,
+    /// Inclusive byte ranges, sorted, overlapping and adjacent ones
+    /// coalesced: one is a plain 206, several a `multipart/byteranges`.
+    Parts(Vec<(u64, u64)>),
 }
 
-fn file_body(file: fs::File, len: u64) -> Body {
-    let stream = futures_util::stream::unfold((file, len), |(mut f, left)| async move {
+/// More ranges than this in one request are answered with the whole blob:
+/// RFC 9110 §14.2 lets a server ignore requests for many small ranges.
+const MAX_RANGES: usize = 64;
+
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` and lists of them.
+fn parse_ranges(h: &str, len: u64) -> Ranges {
+    let Some((unit, set)) = h.split_once('=') else {
+        return Ranges::Unsatisfiable;
+    };
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        // A unit we do not know: ignored (RFC 9110 §14.2).
+        return Ranges::Whole;
+    }
+    let specs: Vec<&str> = set
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if specs.is_empty() {
+        return Ranges::Unsatisfiable;
+    }
+    if specs.len() > MAX_RANGES {
+        return Ranges::Whole;
+    }
+    let num = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let mut parts = Vec::new();
+    for spec in specs {
+        let Some((a, b)) = spec.split_once('-') else {
+            return Ranges::Unsatisfiable;
+        };
+        let (a, b) = (a.trim(), b.trim());
+        let part = if a.is_empty() {
+            // The last `n` bytes; `-0` asks for none.
+            let Some(n) = num(b) else {
+                return Ranges::Unsatisfiable;
+            };
+            (n > 0 && len > 0).then(|| (len.saturating_sub(n), len - 1))
+        } else {
+            let Some(start) = num(a) else {
+                return Ranges::Unsatisfiable;
+            };
+            let end = if b.is_empty() { Some(u64::MAX) } else { num(b) };
+            let Some(end) = end else {
+                return Ranges::Unsatisfiable;
+            };
+            if end < start {
+                // Invalid by RFC 9110; the conformance suite wants 416.
+                return Ranges::Unsatisfiable;
+            }
+            (start < len).then(|| (start, end.min(len - 1)))
+        };
+        parts.extend(part);
+    }
+    if parts.is_empty() {
+        return Ranges::Unsatisfiable;
+    }
+    parts.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(parts.len());
+    for (a, b) in parts {
+        match merged.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    Ranges::Parts(merged)
+}
+
+type ChunkStream = futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>;
+
+/// The next `len` bytes of `file`.
+fn file_stream(file: fs::File, len: u64) -> ChunkStream {
+    futures_util::stream::unfold((file, len), |(mut f, left)| async move {
         if left == 0 {
             return None;
         }
@@ -541,15 +660,60 @@ fn file_body(file: fs::File, len: u64) -> Body {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((
-                    Ok::<_, std::io::Error>(Bytes::from(buf)),
-                    (f, left - n as u64),
-                ))
+                Some((Ok(Bytes::from(buf)), (f, left - n as u64)))
             }
             Err(e) => Some((Err(e), (f, 0))),
         }
-    });
-    Body::from_stream(stream)
+    })
+    .boxed()
+}
+
+/// A `multipart/byteranges` body (RFC 9110 §14.6) over the blob at
+/// `path`: its parts' headers and bytes in turn, and its exact length.
+fn multipart_body(path: PathBuf, parts: &[(u64, u64)], len: u64, boundary: &str) -> (Body, u64) {
+    enum Piece {
+        Text(Bytes),
+        File(u64, u64),
+    }
+    let mut pieces = Vec::new();
+    for (i, (a, b)) in parts.iter().enumerate() {
+        let head = format!(
+            "{}--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {a}-{b}/{len}\r\n\r\n",
+            if i == 0 { "" } else { "\r\n" }
+        );
+        pieces.push(Piece::Text(Bytes::from(head)));
+        pieces.push(Piece::File(*a, b - a + 1));
+    }
+    pieces.push(Piece::Text(Bytes::from(format!("\r\n--{boundary}--\r\n"))));
+    let total = pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Text(t) => t.len() as u64,
+            Piece::File(_, n) => *n,
+        })
+        .sum();
+    let stream = futures_util::stream::iter(pieces)
+        .then(move |p| {
+            let path = path.clone();
+            async move {
+                match p {
+                    Piece::Text(t) => futures_util::stream::once(async move { Ok(t) }).boxed(),
+                    Piece::File(start, n) => {
+                        let opened = async {
+                            let mut f = fs::File::open(&path).await?;
+                            f.seek(SeekFrom::Start(start)).await?;
+                            Ok::<_, std::io::Error>(f)
+                        };
+                        match opened.await {
+                            Ok(f) => file_stream(f, n),
+                            Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
+                        }
+                    }
+                }
+            }
+        })
+        .flatten();
+    (Body::from_stream(stream), total)
 }
 
 async fn get_blob(reg: &Registry, name: &str, d: &str, head: bool, headers: &HeaderMap) -> Reply {
@@ -562,37 +726,66 @@ async fn get_blob(reg: &Registry, name: &str, d: &str, head: bool, headers: &Hea
         .await
         .map_err(|_| blob_unknown(name, d))?;
     let len = file.metadata().await.map_err(io_fail)?.len();
-    let range = headers
-        .get("Range")
-        .and_then(|v| v.to_str().ok())
-        .map(|h| parse_range(h, len));
-    let mut builder = Response::builder()
+    let ranges = match headers.get("Range") {
+        // A header that is not text asks for nothing we can serve.
+        Some(v) => match v.to_str() {
+            Ok(h) => parse_ranges(h, len),
+            Err(_) => Ranges::Unsatisfiable,
+        },
+        None => Ranges::Whole,
+    };
+    let builder = Response::builder()
         .header("Docker-Content-Digest", d)
-        .header("Content-Type", "application/octet-stream")
         .header("Accept-Ranges", "bytes");
-    let (status, start, count) = match range {
-        Some(Some((a, b))) => {
-            builder = builder.header("Content-Range", format!("bytes {a}-{b}/{len}"));
-            (StatusCode::PARTIAL_CONTENT, a, b - a + 1)
-        }
-        Some(None) => {
+    let (builder, start, count) = match ranges {
+        Ranges::Whole => (
+            builder
+                .status(StatusCode::OK)
+                .header("Content-Type", "application/octet-stream"),
+            0,
+            len,
+        ),
+        Ranges::Unsatisfiable => {
             return Ok(Response::builder()
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .header("Content-Range", format!("bytes */{len}"))
+                .header("Content-Length", "0")
                 .body(Body::empty())
                 .expect("valid response"));
         }
-        None => (StatusCode::OK, 0, len),
+        Ranges::Parts(parts) if parts.len() == 1 => {
+            let (a, b) = parts[0];
+            (
+                builder
+                    .status(StatusCode::PARTIAL_CONTENT)
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Content-Range", format!("bytes {a}-{b}/{len}")),
+                a,
+                b - a + 1,
+            )
+        }
+        Ranges::Parts(parts) => {
+            let boundary = new_upload_id().map_err(io_fail)?;
+            let (body, total) = multipart_body(path, &parts, len, &boundary);
+            let builder = builder
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(
+                    "Content-Type",
+                    format!("multipart/byteranges; boundary={boundary}"),
+                )
+                .header("Content-Length", total.to_string());
+            return Ok(builder
+                .body(if head { Body::empty() } else { body })
+                .expect("valid response"));
+        }
     };
-    builder = builder
-        .status(status)
-        .header("Content-Length", count.to_string());
+    let builder = builder.header("Content-Length", count.to_string());
     if head {
         return Ok(builder.body(Body::empty()).expect("valid response"));
     }
     file.seek(SeekFrom::Start(start)).await.map_err(io_fail)?;
     Ok(builder
-        .body(file_body(file, count))
+        .body(Body::from_stream(file_stream(file, count)))
         .expect("valid response"))
 }
 
@@ -717,6 +910,37 @@ async fn upload_status(reg: &Registry, name: &str, id: &str) -> Reply {
     Ok(r)
 }
 
+/// A chunk must start where the upload ends: the 416 that says where that
+/// is when its `Content-Range` (`<start>-<end>`) starts elsewhere. The
+/// upload is left as it was, to be continued from its `Range`.
+fn out_of_order(headers: &HeaderMap, name: &str, id: &str, size: u64) -> Option<Response> {
+    let cr = headers.get("Content-Range")?;
+    let start = cr
+        .to_str()
+        .ok()
+        .map(|s| s.trim().trim_start_matches("bytes").trim())
+        .and_then(|s| s.split(['-', '/']).next())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if start == Some(size) {
+        return None;
+    }
+    let range = if size == 0 {
+        "0-0".to_string()
+    } else {
+        format!("0-{}", size - 1)
+    };
+    Some(
+        Response::builder()
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .header("Location", upload_location(name, id))
+            .header("Range", range)
+            .header("Docker-Upload-UUID", id)
+            .header("Content-Length", "0")
+            .body(Body::empty())
+            .expect("valid response"),
+    )
+}
+
 async fn patch_upload(
     reg: &Registry,
     name: &str,
@@ -724,22 +948,12 @@ async fn patch_upload(
     headers: &HeaderMap,
     body: Body,
 ) -> Reply {
+    // The size checked must still be the size appended to.
+    let lock = reg.upload_lock(id);
+    let _turn = lock.lock().await;
     let size = upload_size(reg, name, id).await?;
-    // A chunk must start where the upload ends.
-    if let Some(cr) = headers.get("Content-Range").and_then(|v| v.to_str().ok()) {
-        let start = cr
-            .trim_start_matches("bytes ")
-            .split(['-', '/'])
-            .next()
-            .and_then(|s| s.parse::<u64>().ok());
-        if start != Some(size) {
-            return Ok(Response::builder()
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header("Location", upload_location(name, id))
-                .header("Range", format!("0-{}", size.saturating_sub(1)))
-                .body(Body::empty())
-                .expect("valid response"));
-        }
+    if let Some(refused) = out_of_order(headers, name, id, size) {
+        return Ok(refused);
     }
     let size = append(&reg.upload(id), body).await?;
     Ok(accepted(name, id, size))
@@ -750,11 +964,17 @@ async fn finish_upload(
     name: &str,
     id: &str,
     query: &HashMap<String, String>,
+    headers: &HeaderMap,
     body: Body,
 ) -> Reply {
     let lock = reg.upload_lock(id);
     let _turn = lock.lock().await;
-    upload_size(reg, name, id).await?;
+    let size = upload_size(reg, name, id).await?;
+    // A last chunk out of order is refused before it touches the upload,
+    // which a PATCH or PUT from the right offset can still complete.
+    if let Some(refused) = out_of_order(headers, name, id, size) {
+        return Ok(refused);
+    }
     let Some(d) = query.get("digest") else {
         return Err(fail(
             StatusCode::BAD_REQUEST,
@@ -837,13 +1057,31 @@ async fn get_manifest(reg: &Registry, name: &str, reference: &str, head: bool) -
     .expect("valid response"))
 }
 
+/// Tags one manifest push by digest may set (`?tag=`): the spec asks for
+/// at least 10; more is 414.
+const TAG_PARAMS_MAX: usize = 100;
+
 async fn put_manifest(
     reg: &Registry,
     name: &str,
     reference: &str,
+    tag_params: &[String],
     headers: &HeaderMap,
     body: Body,
 ) -> Reply {
+    // Tags pushed with a manifest by digest: all valid, or none is set.
+    let by_digest = reference.contains(':');
+    let extra_tags: &[String] = if by_digest { tag_params } else { &[] };
+    if extra_tags.len() > TAG_PARAMS_MAX {
+        return Err(fail(
+            StatusCode::URI_TOO_LONG,
+            "TAG_INVALID",
+            format!("at most {TAG_PARAMS_MAX} tags in one push"),
+        ));
+    }
+    for t in extra_tags {
+        check_tag(t)?;
+    }
     let bytes = axum::body::to_bytes(body, MANIFEST_MAX)
         .await
         .map_err(|_| {
@@ -949,19 +1187,24 @@ async fn put_manifest(
     write_whole(&reg.manifest_mark(name, &digest), media.as_bytes())
         .await
         .map_err(io_fail)?;
-    if !reference.contains(':') {
-        write_whole(
-            &reg.tag_path(name, reference),
-            digest.to_string().as_bytes(),
-        )
-        .await
-        .map_err(io_fail)?;
+    let tags: Vec<&str> = if by_digest {
+        extra_tags.iter().map(String::as_str).collect()
+    } else {
+        vec![reference]
+    };
+    for t in &tags {
+        write_whole(&reg.tag_path(name, t), digest.to_string().as_bytes())
+            .await
+            .map_err(io_fail)?;
     }
     let mut r = Response::builder()
         .status(StatusCode::CREATED)
         .header("Location", format!("/v2/{name}/manifests/{digest}"))
         .header("Docker-Content-Digest", digest.to_string())
         .header("Content-Length", "0");
+    if by_digest && !tags.is_empty() {
+        r = r.header("OCI-Tag", tags.join(", "));
+    }
     if let Some(s) = doc
         .pointer("/subject/digest")
         .and_then(|v| v.as_str())
@@ -1135,4 +1378,76 @@ async fn referrers(reg: &Registry, name: &str, d: &str, query: &HashMap<String, 
         );
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_ranges_as_rfc_9110_has_them() {
+        use Ranges::*;
+        let p = |h| parse_ranges(h, 2048);
+        assert_eq!(p("bytes=500-1499"), Parts(vec![(500, 1499)]));
+        assert_eq!(p("bytes=500-"), Parts(vec![(500, 2047)]));
+        assert_eq!(p("bytes=2000-5000"), Parts(vec![(2000, 2047)]));
+        // Suffixes: the last n bytes, all of them when n is larger.
+        assert_eq!(p("bytes=-500"), Parts(vec![(1548, 2047)]));
+        assert_eq!(p("bytes=-5000"), Parts(vec![(0, 2047)]));
+        assert_eq!(p("bytes=-0"), Unsatisfiable);
+        assert_eq!(parse_ranges("bytes=-1", 0), Unsatisfiable);
+        assert_eq!(parse_ranges("bytes=0-", 0), Unsatisfiable);
+        // Nothing that overlaps, or backwards, or not numbers.
+        assert_eq!(p("bytes=5000-10000"), Unsatisfiable);
+        assert_eq!(p("bytes=500-0"), Unsatisfiable);
+        assert_eq!(p("bytes=a-b"), Unsatisfiable);
+        assert_eq!(p("bytes=+1-2"), Unsatisfiable);
+        assert_eq!(p("bytes="), Unsatisfiable);
+        // Several: sorted, overlapping and adjacent ones joined, the
+        // unsatisfiable ones dropped.
+        assert_eq!(
+            p("bytes=0-9, -10, 100-199"),
+            Parts(vec![(0, 9), (100, 199), (2038, 2047)])
+        );
+        assert_eq!(p("bytes=10-19,0-9,5-12"), Parts(vec![(0, 19)]));
+        assert_eq!(p("bytes=0-9,3000-"), Parts(vec![(0, 9)]));
+        assert_eq!(p("bytes=3000-,-0"), Unsatisfiable);
+        // Other units, and floods of ranges, get the whole blob.
+        assert_eq!(p("items=0-9"), Whole);
+        let many = (0..100)
+            .map(|i| format!("{}-{}", i * 3, i * 3))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(p(&format!("bytes={many}")), Whole);
+    }
+
+    #[test]
+    fn the_root_is_made_private_and_tightened_when_it_was_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("berth-registry-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let fresh = base.join("parent/fresh");
+        prepare_root(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        // Only the root: its parents keep the usual mode.
+        assert_ne!(mode(&base.join("parent")), 0o700);
+        for d in ["blobs", "repositories", "uploads"] {
+            assert!(fresh.join(d).is_dir(), "{d}");
+        }
+        let old = base.join("old");
+        std::fs::create_dir_all(old.join("blobs")).unwrap();
+        std::fs::write(old.join("blobs/keep"), "x").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        prepare_root(&old).unwrap();
+        assert_eq!(mode(&old), 0o700);
+        assert_eq!(
+            std::fs::read_to_string(old.join("blobs/keep")).unwrap(),
+            "x"
+        );
+        let file = base.join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(prepare_root(&file).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

@@ -1455,3 +1455,190 @@ fn the_registry_server_speaks_the_distribution_spec() {
         404
     );
 }
+
+/// Ranges as the conformance suite and RFC 9110 ask for them: open,
+/// suffix, unsatisfiable, and several at once.
+#[test]
+fn blob_ranges_open_suffix_and_multipart() {
+    let reg = Registry::berth(None);
+    let a = &reg.addr;
+    let data: Vec<u8> = (0..2048u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let digest = upload(a, "spec/ranges", &data);
+    let blob = format!("/v2/spec/ranges/blobs/{digest}");
+
+    let get = |range: &str| http("GET", a, &blob, &[("Range", range)], b"");
+    // Open and suffix ranges.
+    let (st, head, body) = get("bytes=2000-");
+    assert_eq!(st, 206);
+    assert_eq!(header(&head, "Content-Range"), Some("bytes 2000-2047/2048"));
+    assert_eq!(body.as_bytes(), &data[2000..]);
+    let (st, head, body) = get("bytes=-500");
+    assert_eq!(st, 206);
+    assert_eq!(header(&head, "Content-Range"), Some("bytes 1548-2047/2048"));
+    assert_eq!(header(&head, "Content-Length"), Some("500"));
+    assert_eq!(body.as_bytes(), &data[1548..]);
+    let (st, head, body) = get("bytes=-4096");
+    assert_eq!(
+        (st, header(&head, "Content-Range")),
+        (206, Some("bytes 0-2047/2048"))
+    );
+    assert_eq!(body.as_bytes(), &data[..]);
+    // Nothing to send: 416 with the size.
+    for r in ["bytes=-0", "bytes=500-0", "bytes=5000-10000"] {
+        let (st, head, _) = get(r);
+        assert_eq!(
+            (st, header(&head, "Content-Range")),
+            (416, Some("bytes */2048")),
+            "{r}"
+        );
+    }
+    // Several ranges: one multipart/byteranges answer, overlapping ones
+    // joined, each part with its Content-Range.
+    let (st, head, body) = get("bytes=0-9, 5-19, -8");
+    assert_eq!(st, 206);
+    let ctype = header(&head, "Content-Type").unwrap();
+    let boundary = ctype
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("{ctype}"));
+    assert_eq!(
+        header(&head, "Content-Length"),
+        Some(body.len().to_string().as_str())
+    );
+    let want = format!(
+        "--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 0-19/2048\r\n\r\n{}\r\n\
+         --{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 2040-2047/2048\r\n\r\n{}\r\n\
+         --{boundary}--\r\n",
+        std::str::from_utf8(&data[..20]).unwrap(),
+        std::str::from_utf8(&data[2040..]).unwrap(),
+    );
+    assert_eq!(body, want);
+    // HEAD says the same without the body.
+    let (st, head, body) = http("HEAD", a, &blob, &[("Range", "bytes=-500")], b"");
+    assert_eq!(
+        (st, header(&head, "Content-Length"), body.as_str()),
+        (206, Some("500"), "")
+    );
+}
+
+/// A closing PUT whose Content-Range starts anywhere but the upload's end
+/// is refused with 416 and the upload's Range, and leaves the upload
+/// usable.
+#[test]
+fn an_out_of_order_closing_put_keeps_the_upload() {
+    let reg = Registry::berth(None);
+    let a = &reg.addr;
+    let data: Vec<u8> = (0..2048u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let digest = sha256(&data);
+
+    // POST, PATCH the first half; a closing PUT that starts anywhere but
+    // the upload's end is 416 with the upload's Range...
+    let (st, head, _) = http("POST", a, "/v2/spec/ranges/blobs/uploads/", &[], b"");
+    assert_eq!(st, 202);
+    let loc = header(&head, "Location").unwrap().to_string();
+    let (st, _, _) = http(
+        "PATCH",
+        a,
+        &loc,
+        &[("Content-Range", "0-1023")],
+        &data[..1024],
+    );
+    assert_eq!(st, 202);
+    for bad in ["0-1023", "1500-2047"] {
+        let start: usize = bad.split('-').next().unwrap().parse().unwrap();
+        let (st, head, body) = http(
+            "PUT",
+            a,
+            &format!("{loc}?digest={digest}"),
+            &[("Content-Range", bad)],
+            &data[start..],
+        );
+        assert_eq!(st, 416, "{bad}: {head}{body}");
+        assert_eq!(header(&head, "Range"), Some("0-1023"), "{bad}");
+        assert_eq!(header(&head, "Location"), Some(loc.as_str()), "{bad}");
+    }
+    // ...and the upload is as it was: its status, then a PUT from the
+    // right offset completes it.
+    let (st, head, _) = http("GET", a, &loc, &[], b"");
+    assert_eq!((st, header(&head, "Range")), (204, Some("0-1023")));
+    let (st, head, body) = http(
+        "PUT",
+        a,
+        &format!("{loc}?digest={digest}"),
+        &[("Content-Range", "1024-2047")],
+        &data[1024..],
+    );
+    assert_eq!(st, 201, "{head}{body}");
+    assert_eq!(
+        status("HEAD", a, &format!("/v2/spec/ranges/blobs/{digest}")),
+        200
+    );
+}
+
+/// The registry's root is private to root, and a looser one left from
+/// before is tightened when the server starts.
+#[test]
+fn the_registry_root_is_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(BERTH)
+        .args(["registry", "serve", "--addr", &addr, "--root"])
+        .arg(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&addr);
+    let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o7777;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(mode, 0o700);
+}
+
+/// A manifest pushed by digest with `?tag=` parameters gets those tags
+/// and says so in OCI-Tag; one invalid tag sets none of them.
+#[test]
+fn tags_pushed_with_a_manifest_by_digest() {
+    let reg = Registry::berth(None);
+    let a = &reg.addr;
+    let config = upload(a, "spec/tagparam", b"{}");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+        "layers": [],
+    });
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let d = sha256(&bytes);
+    let media = [("Content-Type", "application/vnd.oci.image.manifest.v1+json")];
+    let (st, _, body) = http(
+        "PUT",
+        a,
+        &format!("/v2/spec/tagparam/manifests/{d}?tag=good&tag=.bad"),
+        &media,
+        &bytes,
+    );
+    assert!(st == 400 && body.contains("TAG_INVALID"), "{st} {body}");
+    assert_eq!(status("GET", a, "/v2/spec/tagparam/manifests/good"), 404);
+    let (st, head, _) = http(
+        "PUT",
+        a,
+        &format!("/v2/spec/tagparam/manifests/{d}?tag=1.2.3&tag=latest"),
+        &media,
+        &bytes,
+    );
+    assert_eq!(st, 201);
+    assert_eq!(header(&head, "OCI-Tag"), Some("1.2.3, latest"));
+    let (_, _, body) = http("GET", a, "/v2/spec/tagparam/tags/list", &[], b"");
+    assert_eq!(
+        body,
+        "{\"name\":\"spec/tagparam\",\"tags\":[\"1.2.3\",\"latest\"]}"
+    );
+    let (st, head, _) = http("HEAD", a, "/v2/spec/tagparam/manifests/latest", &[], b"");
+    assert_eq!(
+        (st, header(&head, "Docker-Content-Digest")),
+        (200, Some(d.as_str()))
+    );
+}
