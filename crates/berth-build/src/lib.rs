@@ -12,3 +12,21 @@ pub mod plan;
 pub use dockerfile::{
     parse, parse_trigger, CmdForm, CopySpec, Dockerfile, Health, Inst, ParseError, Src, Stage, Step,
 };
+
+/// Every error of this crate is about the build's input (a Dockerfile, a
+/// .dockerignore, build arguments, `--target`): one kind for all.
+macro_rules! input_errors {
+    ($($t:ty),*) => {$(
+        impl $t {
+            pub fn kind(&self) -> berth_oci::ErrorKind {
+                berth_oci::ErrorKind::InvalidArgument
+            }
+        }
+    )*};
+}
+input_errors!(
+    ParseError,
+    expand::ExpandError,
+    ignore::IgnoreError,
+    plan::PlanError
+);
