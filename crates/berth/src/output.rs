@@ -20,7 +20,30 @@ pub fn print_error(e: &anyhow::Error) {
         }
         source = s.source();
     }
-    eprintln!("Error: {msg}");
+    eprintln!("Error: {}", escape_controls(&msg));
+}
+
+/// Control characters in a message (an error can quote a hostile tar's
+/// entry names, a file's contents, a registry's answer) shown as `\x1b`
+/// escapes, so nothing the input holds can drive the terminal.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            let n = c as u32;
+            if n <= 0xff {
+                out.push_str(&format!("\\x{n:02x}"));
+            } else {
+                out.push_str(&format!("\\u{{{n:x}}}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// JSON with four-space indents, as `docker inspect` prints it.

@@ -309,3 +309,29 @@ fn hostile_sizes_cost_linear_work() {
     let out = s.ok(&["images", "-q", "--filter", &format!("reference={stars}")]);
     assert!(out.trim().is_empty());
 }
+
+/// A crafted tar header whose bytes are terminal escape sequences: the
+/// error names the problem, and the terminal gets none of the bytes raw.
+#[test]
+fn escape_sequences_in_input_never_reach_the_terminal() {
+    let s = TestStore::new();
+    let mut h = tar::Header::new_gnu();
+    {
+        let raw = h.as_old_mut();
+        let name = b"\x1b]0;pwned\x07\x1b[2Jfile";
+        raw.name[..name.len()].copy_from_slice(name);
+        // A size field that is not a number, made of escapes.
+        raw.size.copy_from_slice(b"\x1b[31mRED\x1b[0m");
+        raw.mode.copy_from_slice(b"0000644\0");
+        h.set_cksum();
+    }
+    let mut tar = h.as_bytes().to_vec();
+    tar.extend(std::iter::repeat_n(0, 1024));
+    let file = s.dir.path().join("escapes.tar");
+    std::fs::write(&file, &tar).unwrap();
+    let out = s.run(&["import", file.to_str().unwrap(), "evil-escapes"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
+    assert!(err.starts_with("Error: "), "{err:?}");
+}
