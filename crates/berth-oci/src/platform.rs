@@ -54,6 +54,17 @@ impl Platform {
                 "expected os[/arch[/variant]]",
             ));
         }
+        // containerd's rule for each part.
+        let component = |p: &&str| {
+            p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !parts.iter().all(component) {
+            return Err(Error::InvalidPlatform(
+                s.to_string(),
+                "each part may hold only letters, digits, '_' and '-'",
+            ));
+        }
         let os = parts[0].to_ascii_lowercase();
         let host = Platform::host();
         let architecture = match parts.get(1) {
@@ -122,6 +133,19 @@ impl fmt::Display for Platform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn junk_is_refused() {
+        for bad in [
+            "junk/../x",
+            "linux/amd64/",
+            "a b",
+            "linux/amd64/v1/x",
+            "../x",
+        ] {
+            assert!(Platform::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parse_and_match() {

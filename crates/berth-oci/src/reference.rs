@@ -253,6 +253,13 @@ fn validate_domain(domain: &str) -> Result<(), Error> {
         if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid(""));
         }
+        // The grammar takes any digits; a dial would fail later with a
+        // vaguer error.
+        if !port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p)) {
+            return Err(invalid(&format!(
+                "port {port} of {domain:?} is not between 1 and 65535"
+            )));
+        }
     }
     Ok(())
 }
@@ -512,6 +519,8 @@ mod tests {
             "busybox@sha256:abc",
             "bad host!/x",
             "localhost:port/x",
+            "localhost:99999999/x",
+            "localhost:0/x",
             &"a".repeat(300),
         ] {
             let e = Reference::parse(bad).unwrap_err();
