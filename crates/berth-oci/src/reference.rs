@@ -256,7 +256,7 @@ fn validate_domain(domain: &str) -> Result<(), Error> {
         // The grammar takes any digits; a dial would fail later with a
         // vaguer error.
         if !port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p)) {
-            return Err(invalid(&format!(
+            return Err(invalid(format!(
                 "port {port} of {domain:?} is not between 1 and 65535"
             )));
         }
