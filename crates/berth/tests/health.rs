@@ -9,28 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{json, TestStore};
-
-fn store() -> TestStore {
-    let s = TestStore::new();
-    s.import_busybox("busybox");
-    s
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn inspect(s: &TestStore, name: &str, tmpl: &str) -> String {
-    s.ok(&["inspect", "-f", tmpl, name]).trim().to_string()
-}
+use common::{inspect, json, store_with_busybox as store, wait_for, TestStore};
 
 fn status(s: &TestStore, name: &str) -> String {
     s.ok(&[

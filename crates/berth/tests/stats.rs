@@ -8,31 +8,9 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::pty::OnPty;
-use common::{json, mounts_under, TestStore};
-
-fn store() -> TestStore {
-    let s = TestStore::new();
-    s.import_busybox("busybox");
-    s
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn inspect(s: &TestStore, name: &str, tmpl: &str) -> String {
-    s.ok(&["inspect", "-f", tmpl, name]).trim().to_string()
-}
+use common::{inspect, json, mounts_under, store_with_busybox as store, wait_for, TestStore};
 
 /// The cgroup v2 unified tree at the root (not a v1 host's hybrid mount).
 fn cgroup_v2() -> bool {

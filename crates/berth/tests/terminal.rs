@@ -4,30 +4,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::pty::OnPty;
-use common::TestStore;
-
-fn store() -> TestStore {
-    let s = TestStore::new();
-    s.import_busybox("busybox");
-    s
-}
+use common::{store_with_busybox as store, wait_for};
 
 fn exit_code(p: &mut OnPty) -> i32 {
     p.wait().code().unwrap_or(-1)
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[test]

@@ -210,3 +210,28 @@ pub fn sha256_hex(data: &[u8]) -> String {
     let out = child.wait_with_output().unwrap();
     String::from_utf8(out.stdout).unwrap()[..64].to_string()
 }
+
+/// A store with the busybox fixture imported as `busybox`.
+pub fn store_with_busybox() -> TestStore {
+    let s = TestStore::new();
+    s.import_busybox("busybox");
+    s
+}
+
+/// Polls `f` until it holds; panics naming `what` after 30 s. (A bound on
+/// waiting, never a timing assertion.)
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// `inspect -f TEMPLATE NAME`, trimmed.
+pub fn inspect(s: &TestStore, name: &str, tmpl: &str) -> String {
+    s.ok(&["inspect", "-f", tmpl, name]).trim().to_string()
+}
