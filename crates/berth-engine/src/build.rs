@@ -1501,6 +1501,15 @@ impl<'a> Builder<'a> {
             .transpose()?;
         let dest = join_workdir(&st.workdir(), &self.word(st, &c.dest, step)?);
         let vars = st.vars();
+        // WORKDIR makes its directory, as Docker's does: `WORKDIR /app`
+        // then `COPY requirements.txt /app` copies into /app, never over it.
+        let workdir = st.workdir();
+        if workdir != "/" {
+            let dir = resolve_in_root(&root, &workdir).map_err(Error::io("resolve", &root))?;
+            if fs::symlink_metadata(&dir).is_err() {
+                fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+            }
+        }
 
         // (source on the host, name it keeps when copied into a directory)
         let mut sources: Vec<(Option<PathBuf>, String, Option<String>)> = Vec::new();

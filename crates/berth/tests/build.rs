@@ -636,3 +636,62 @@ fn run_mounts_bind_cache_tmpfs_and_secret() {
     assert!(err.contains("secret \"token\" was not given"), "{err}");
     assert!(mounts_under(s.dir.path()).is_empty());
 }
+
+/// COPY destinations as Docker documents them, one Dockerfile per case:
+/// (Dockerfile lines after FROM, the check run in the image, what it prints).
+#[test]
+fn copy_destinations_follow_dockers_rules() {
+    let s = store();
+    let files = [("req.txt", "flask\n"), ("a.txt", "A\n"), ("b.txt", "B\n")];
+    let cases: &[(&str, &str, &str)] = &[
+        // The tutorial's Python Dockerfile: WORKDIR makes /app, COPY goes in.
+        (
+            "WORKDIR /app\nCOPY req.txt /app",
+            "cat /app/req.txt",
+            "flask",
+        ),
+        // A destination that exists as a directory receives the file.
+        ("COPY req.txt /etc", "cat /etc/req.txt", "flask"),
+        // A trailing slash makes a directory.
+        ("COPY req.txt /new/", "cat /new/req.txt", "flask"),
+        // No slash and nothing there: the file takes the name.
+        ("COPY req.txt /renamed", "cat /renamed", "flask"),
+        // Relative destinations resolve against WORKDIR.
+        ("WORKDIR /srv\nCOPY req.txt sub/", "cat /srv/sub/req.txt", "flask"),
+        ("WORKDIR /srv\nCOPY req.txt .", "cat /srv/req.txt", "flask"),
+        // Several sources into a directory.
+        ("COPY a.txt b.txt /both/", "cat /both/a.txt /both/b.txt", "A\nB"),
+        ("COPY *.txt /globbed/", "ls /globbed | tr '\\n' ' '", "a.txt b.txt req.txt"),
+    ];
+    for (i, (lines, check, want)) in cases.iter().enumerate() {
+        let ctx = context(
+            &s,
+            &format!("copy-{i}"),
+            &[
+                files[0],
+                files[1],
+                files[2],
+                ("Dockerfile", &format!("FROM busybox\n{lines}\n")),
+            ],
+        );
+        let tag = format!("copy-case-{i}");
+        build(&s, &ctx, &["-q", "-t", &tag]);
+        let got = s.ok(&["run", "--rm", "--network", "none", &tag, "sh", "-c", check]);
+        assert_eq!(got.trim(), *want, "case {i}: {lines}");
+    }
+    // Several sources need a directory that exists or a trailing slash.
+    let ctx = context(
+        &s,
+        "copy-many",
+        &[
+            files[1],
+            files[2],
+            ("Dockerfile", "FROM busybox\nCOPY a.txt b.txt /nodir\n"),
+        ],
+    );
+    let err = s.fails(&["build", ctx.to_str().unwrap()]);
+    assert!(
+        err.contains("the destination must be a directory and end with a /"),
+        "{err}"
+    );
+}
