@@ -410,7 +410,7 @@ impl Engine {
         }
         writeln!(b.out, "Successfully built {}", &rec.id.hex()[..12]).ok();
         for t in &opts.tags {
-            writeln!(b.out, "Successfully tagged {t}").ok();
+            writeln!(b.out, "Successfully tagged {}", crate::images::familiar(t)).ok();
         }
         Ok(rec.id)
     }
@@ -582,7 +582,9 @@ impl<'a> Builder<'a> {
         let df = self.df;
         let stage: &Stage = &df.stages[i];
         self.step_no += 1;
-        let header = format!("STEP {}/{}: {}", self.step_no, self.total, stage.text);
+        // Docker's legacy builder's lines, which tutorials show and
+        // scripts grep for.
+        let header = format!("Step {}/{} : {}", self.step_no, self.total, stage.text);
         self.say(&header);
         let base = self.global_word(&stage.base)?;
         let mut st = if base.eq_ignore_ascii_case("scratch") {
@@ -664,12 +666,12 @@ impl<'a> Builder<'a> {
         for t in triggers {
             let step =
                 berth_build::parse_trigger(&t).map_err(|e| bad(format!("ONBUILD {t}: {e}")))?;
-            self.say(&format!("STEP: ONBUILD {}", step.text));
+            self.say(&format!("# Executing build trigger: {}", step.text));
             self.step(i, &mut st, &step)?;
         }
         for step in &stage.steps {
             self.step_no += 1;
-            let header = format!("STEP {}/{}: {}", self.step_no, self.total, step.text);
+            let header = format!("Step {}/{} : {}", self.step_no, self.total, step.text);
             self.say(&header);
             self.step(i, &mut st, step)?;
         }
@@ -1038,6 +1040,7 @@ impl<'a> Builder<'a> {
         };
         let e = self.engine;
         let c = e.create_container(&opts)?;
+        let _ = writeln!(self.out, " ---> Running in {}", c.short_id());
         let result = (|| -> Result<berth_store::LayerRef> {
             let (_, att) = e.start_container(
                 &c.id,
@@ -1077,11 +1080,13 @@ impl<'a> Builder<'a> {
                     .as_ref()
                     .map(|r| format!("\nto debug: berth run -it --rm {} sh", &r.id.hex()[..12]))
                     .unwrap_or_default();
+                // Docker's line first (scripts match it), then where and
+                // how to look.
                 return Err(Error::BuildFailed(format!(
-                    "{}: {}: the command '{}' returned a non-zero code: {code}{debug}",
+                    "The command '{}' returned a non-zero code: {code}\nat {}: {}{debug}",
+                    argv.join(" "),
                     self.where_(step),
                     step.text,
-                    argv.join(" ")
                 )));
             }
             let c = e.container(&c.id)?;
@@ -1090,6 +1095,9 @@ impl<'a> Builder<'a> {
             e.store_layer(&upper, &items, &self.layer_opts(), self.compression)
         })();
         let _ = e.remove_container(&c.id, true, true);
+        if result.is_ok() {
+            let _ = writeln!(self.out, "Removing intermediate container {}", c.short_id());
+        }
         result
     }
 

@@ -100,8 +100,8 @@ fn every_instruction_lands_in_the_image() {
         b.finish().unwrap();
     }
     let out = build(&s, &ctx, &["-t", "demo:1", "--build-arg", "WHO=berth"]);
-    assert!(out.contains("STEP 1/21: FROM busybox AS base"), "{out}");
-    assert!(out.contains("STEP 2/21: ARG GREETING"), "{out}");
+    assert!(out.contains("Step 1/21 : FROM busybox AS base"), "{out}");
+    assert!(out.contains("Step 2/21 : ARG GREETING"), "{out}");
     assert!(out.contains("Successfully tagged demo:1"), "{out}");
 
     assert_eq!(s.ok(&["run", "--rm", "demo:1"]), "hello berth\n");
@@ -511,8 +511,8 @@ fn independent_stages_build_at_the_same_time() {
     );
     let ctx = context(&s, "ctx", &[("Dockerfile", &df)]);
     let out = build(&s, &ctx, &["-t", "both"]);
-    let left = out.find("STEP 1/7: FROM busybox AS left").expect(&out);
-    let right = out.find("STEP 3/7: FROM busybox AS right").expect(&out);
+    let left = out.find("Step 1/7 : FROM busybox AS left").expect(&out);
+    let right = out.find("Step 3/7 : FROM busybox AS right").expect(&out);
     assert!(left < right, "output stays in Dockerfile order: {out}");
     assert_eq!(
         s.ok(&["run", "--rm", "both", "cat", "/left.done", "/right.done"]),
@@ -657,11 +657,23 @@ fn copy_destinations_follow_dockers_rules() {
         // No slash and nothing there: the file takes the name.
         ("COPY req.txt /renamed", "cat /renamed", "flask"),
         // Relative destinations resolve against WORKDIR.
-        ("WORKDIR /srv\nCOPY req.txt sub/", "cat /srv/sub/req.txt", "flask"),
+        (
+            "WORKDIR /srv\nCOPY req.txt sub/",
+            "cat /srv/sub/req.txt",
+            "flask",
+        ),
         ("WORKDIR /srv\nCOPY req.txt .", "cat /srv/req.txt", "flask"),
         // Several sources into a directory.
-        ("COPY a.txt b.txt /both/", "cat /both/a.txt /both/b.txt", "A\nB"),
-        ("COPY *.txt /globbed/", "ls /globbed | tr '\\n' ' '", "a.txt b.txt req.txt"),
+        (
+            "COPY a.txt b.txt /both/",
+            "cat /both/a.txt /both/b.txt",
+            "A\nB",
+        ),
+        (
+            "COPY *.txt /globbed/",
+            "ls /globbed | tr '\\n' ' '",
+            "a.txt b.txt req.txt",
+        ),
     ];
     for (i, (lines, check, want)) in cases.iter().enumerate() {
         let ctx = context(
@@ -694,4 +706,73 @@ fn copy_destinations_follow_dockers_rules() {
         err.contains("the destination must be a directory and end with a /"),
         "{err}"
     );
+}
+
+/// The legacy builder's lines, exactly, for a passing and a failing build
+/// (tutorials show them and scripts grep for them).
+#[test]
+fn build_output_is_dockers_legacy_lines() {
+    let s = store();
+    let ctx = context(
+        &s,
+        "legacy",
+        &[
+            ("f.txt", "x"),
+            (
+                "Dockerfile",
+                "FROM busybox\nENV A=1\nRUN echo hi\nCOPY f.txt /f\n",
+            ),
+        ],
+    );
+    let out = build(&s, &ctx, &["-t", "legacy"]);
+    let lines: Vec<&str> = out.lines().collect();
+    let id = |l: &str| {
+        let h = l
+            .strip_prefix(" ---> ")
+            .unwrap_or_else(|| panic!("{l:?} in {out}"));
+        assert!(
+            h.len() == 12 && h.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{l}"
+        );
+    };
+    assert_eq!(lines[0], "Step 1/4 : FROM busybox");
+    id(lines[1]);
+    assert_eq!(lines[2], "Step 2/4 : ENV A=1");
+    id(lines[3]);
+    assert_eq!(lines[4], "Step 3/4 : RUN echo hi");
+    let running = lines[5].strip_prefix(" ---> Running in ").expect(&out);
+    assert_eq!(running.len(), 12);
+    assert_eq!(lines[6], "hi");
+    assert_eq!(
+        lines[7],
+        format!("Removing intermediate container {running}")
+    );
+    id(lines[8]);
+    assert_eq!(lines[9], "Step 4/4 : COPY f.txt /f");
+    id(lines[10]);
+    let built = lines[11].strip_prefix("Successfully built ").expect(&out);
+    assert_eq!(built, &lines[10][6..]);
+    assert_eq!(lines[12], "Successfully tagged legacy:latest");
+    assert_eq!(lines.len(), 13, "{out}");
+    // Cached: `Using cache` before each id.
+    let again = build(&s, &ctx, &["-t", "legacy"]);
+    assert!(
+        again.contains("Step 3/4 : RUN echo hi\n ---> Using cache\n ---> "),
+        "{again}"
+    );
+
+    let bad = context(
+        &s,
+        "legacy-bad",
+        &[("Dockerfile", "FROM busybox\nRUN exit 3\n")],
+    );
+    let out = s.run(&["build", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "The command '/bin/sh -c exit 3' returned a non-zero code: 3"
+    );
+    assert!(err.contains("to debug: berth run -it --rm "), "{err}");
 }

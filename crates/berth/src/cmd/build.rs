@@ -180,13 +180,23 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
         compression: a.compression,
         pull: a.pull,
     };
-    let id = if a.quiet || a.progress == "quiet" {
-        engine.build(&opts, &mut io::sink())?
+    let built = if a.quiet || a.progress == "quiet" {
+        engine.build(&opts, &mut io::sink())
     } else {
         let mut out = io::stdout().lock();
-        let id = engine.build(&opts, &mut out)?;
+        let id = engine.build(&opts, &mut out);
         out.flush()?;
         id
+    };
+    let id = match built {
+        Ok(id) => id,
+        // The legacy builder's own line, without `Error: ` (scripts match
+        // on it), then our hint.
+        Err(berth_engine::Error::BuildFailed(m)) => {
+            eprintln!("{}", crate::output::escape_controls(&m));
+            return Ok(1);
+        }
+        Err(e) => return Err(e.into()),
     };
     if a.quiet || a.progress == "quiet" {
         println!("{id}");
