@@ -1014,6 +1014,17 @@ impl<'a> Builder<'a> {
                 env.push(format!("{k}={v}"));
             }
         }
+        // Layers carry SOURCE_DATE_EPOCH (0 unless given) as every mtime;
+        // tools that write timestamps into files must know, or what they
+        // write goes stale: Python's py_compile then writes hash-checked
+        // .pyc files, which stay valid at run time (no recompiling at each
+        // start, nothing written to the container), as BuildKit does when
+        // given the variable.
+        let epoch_set =
+            in_env("SOURCE_DATE_EPOCH") || env.iter().any(|e| e.starts_with("SOURCE_DATE_EPOCH="));
+        if !epoch_set {
+            env.push(format!("SOURCE_DATE_EPOCH={}", self.epoch.unwrap_or(0)));
+        }
         let (mount_specs, exclude, _mounted) = self.run_mounts(stage, st, step, mounts)?;
         let opts = CreateOptions {
             image: rec.id.to_string(),

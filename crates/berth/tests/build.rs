@@ -776,3 +776,54 @@ fn build_output_is_dockers_legacy_lines() {
     );
     assert!(err.contains("to debug: berth run -it --rm "), "{err}");
 }
+
+/// RUN steps are told the layers' timestamp (SOURCE_DATE_EPOCH, 0 unless
+/// given), so tools like py_compile write files that stay valid; it is not
+/// kept in the image's config.
+#[test]
+fn run_steps_know_the_layers_timestamp() {
+    let s = store();
+    let ctx = context(
+        &s,
+        "epoch",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo \"epoch=$SOURCE_DATE_EPOCH\" > /epoch\n",
+        )],
+    );
+    build(&s, &ctx, &["-q", "-t", "epoch0"]);
+    let got = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "epoch0",
+        "cat",
+        "/epoch",
+    ]);
+    assert_eq!(got.trim(), "epoch=0");
+    let env = s.ok(&["inspect", "-f", "{{json .Config.Env}}", "epoch0"]);
+    assert!(!env.contains("SOURCE_DATE_EPOCH"), "{env}");
+    build(
+        &s,
+        &ctx,
+        &[
+            "-q",
+            "--no-cache",
+            "--build-arg",
+            "SOURCE_DATE_EPOCH=1700000000",
+            "-t",
+            "epoch1",
+        ],
+    );
+    let got = s.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "epoch1",
+        "cat",
+        "/epoch",
+    ]);
+    assert_eq!(got.trim(), "epoch=1700000000");
+}
