@@ -12,8 +12,9 @@
 #   docker-registry  Docker's reference registry, a peer the registry tests use
 #   apache2-utils    htpasswd, for registries with Basic auth
 #   openssl          certificates for the TLS registry test
+#   debootstrap      the Python base image of the tutorial tests (Debian minbase + python3)
 set -eu
-pkgs="busybox-static libseccomp-dev pkg-config gcc skopeo podman runc tini procps nftables iproute2 docker-registry apache2-utils openssl"
+pkgs="busybox-static libseccomp-dev pkg-config gcc skopeo podman runc tini procps nftables iproute2 docker-registry apache2-utils openssl debootstrap"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

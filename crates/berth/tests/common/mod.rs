@@ -235,3 +235,24 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 pub fn inspect(s: &TestStore, name: &str, tmpl: &str) -> String {
     s.ok(&["inspect", "-f", tmpl, name]).trim().to_string()
 }
+
+/// The Python base image's root filesystem (Debian minbase + python3, by
+/// scripts/python-rootfs.sh), built once per target dir: the first test
+/// that needs it waits about a minute and a half.
+pub fn python_rootfs() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-rootfs-bookworm.tar");
+        // One builder at a time across test binaries running in parallel.
+        let lock = std::fs::File::create(out.with_extension("lock")).unwrap();
+        // SAFETY: flock on a file we own.
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+        if !out.exists() {
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/python-rootfs.sh");
+            let status = Command::new("sh").arg(script).arg(&out).status().unwrap();
+            assert!(status.success(), "building the python rootfs failed");
+        }
+        out
+    })
+}
