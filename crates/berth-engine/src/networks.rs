@@ -13,9 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::containers::Container;
-use crate::network::{
-    is_host_address, net_err, netns_path, read_endpoints, Endpoint, EndpointConfig,
-};
+use crate::net_model::{Endpoint, EndpointConfig};
+use crate::network::{is_host_address, net_err, netns_path, read_endpoints};
 use crate::{Engine, Error, Result};
 
 /// Docker's words for `--ip` and aliases outside a user network (run and

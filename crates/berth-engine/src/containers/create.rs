@@ -579,7 +579,7 @@ impl Engine {
         if own_net {
             networks.insert(
                 network.clone(),
-                crate::network::EndpointConfig {
+                crate::net_model::EndpointConfig {
                     aliases: opts.network_aliases.clone(),
                     ipv4_address: opts.ip.clone().unwrap_or_default(),
                     mac_address: opts.mac_address.clone().unwrap_or_default(),
@@ -864,7 +864,7 @@ impl Engine {
                 };
                 port_bindings
                     .entry(key)
-                    .or_insert_with(|| vec![crate::PortBinding::default()]);
+                    .or_insert_with(|| vec![crate::net_model::PortBinding::default()]);
             }
         }
         if !own_net {
