@@ -6,6 +6,7 @@ mod archive;
 mod build;
 mod changes;
 mod commit;
+mod config;
 pub mod containers;
 mod events;
 mod fetch;
@@ -17,6 +18,7 @@ mod net_model;
 mod network;
 mod networks;
 mod registry;
+mod sys;
 mod system;
 mod volumes;
 

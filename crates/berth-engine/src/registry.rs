@@ -321,7 +321,7 @@ fn transport(domain: &str, insecure: bool) -> Transport {
 
 /// Registries named insecure in daemon.json (Docker's key).
 fn configured_insecure(domain: &str) -> bool {
-    crate::containers::lifecycle::daemon_config()
+    crate::config::daemon_config()
         .and_then(|v| v.get("insecure-registries").cloned())
         .and_then(|v| v.as_array().cloned())
         .is_some_and(|list| list.iter().any(|e| e.as_str() == Some(domain)))

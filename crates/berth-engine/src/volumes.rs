@@ -185,7 +185,7 @@ impl Engine {
         }
         self.store.delete_volume(name)?;
         let dir = self.root().join("volumes").join(name);
-        crate::containers::remove_tree(&dir)?;
+        crate::sys::remove_tree(&dir)?;
         self.emit_volume("destroy", name, &[]);
         Ok(())
     }
@@ -198,7 +198,7 @@ impl Engine {
             if !all && !v.anonymous {
                 continue;
             }
-            bytes += crate::containers::dir_size(&v.mountpoint);
+            bytes += crate::sys::dir_size(&v.mountpoint);
             self.remove_volume(&v.name, false)?;
             gone.push(v.name);
         }

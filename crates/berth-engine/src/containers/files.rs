@@ -237,7 +237,7 @@ impl Engine {
                 c.id
             )));
         }
-        let pids = Cgroup::new(&format!("/berth/{}", c.id)).pids();
+        let pids = Cgroup::new(&crate::sys::cgroup_path(&c.id)).pids();
         let args: Vec<String> = if ps_args.is_empty() {
             vec!["-ef".into()]
         } else {

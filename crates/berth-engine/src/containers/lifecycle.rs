@@ -165,15 +165,6 @@ fn wait_pidfd(pidfd: &OwnedFd, timeout: Option<Duration>) -> bool {
     unsafe { libc::poll(&mut p, 1, ms) > 0 }
 }
 
-/// Berth's daemon.json (Docker's keys): `$BERTH_CONFIG`, else
-/// /etc/berth/daemon.json.
-pub(crate) fn daemon_config() -> Option<serde_json::Value> {
-    let path = std::env::var_os("BERTH_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/etc/berth/daemon.json"));
-    serde_json::from_slice(&fs::read(path).ok()?).ok()
-}
-
 /// `wait --condition`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WaitCondition {
@@ -211,7 +202,7 @@ pub enum StopOutcome {
 
 impl Engine {
     pub(crate) fn default_runtime(&self) -> String {
-        daemon_config()
+        crate::config::daemon_config()
             .and_then(|v| v["default-runtime"].as_str().map(str::to_string))
             .unwrap_or_else(|| "berth".to_string())
     }

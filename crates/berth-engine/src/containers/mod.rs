@@ -39,6 +39,8 @@ pub use snapshot::CommitOptions;
 pub use stats::StatsSample;
 pub use update::UpdateOptions;
 
+pub(crate) use crate::sys::dir_size;
+use crate::sys::{cgroup_path, remove_tree};
 use crate::{Engine, Error, Result};
 
 impl Container {
@@ -163,7 +165,7 @@ impl Engine {
             }
         }
         // What the dead monitor left: processes, the cgroup, the mount.
-        let cg = berth_runtime::cgroup::Cgroup::new(&format!("/berth/{}", c.id));
+        let cg = berth_runtime::cgroup::Cgroup::new(&cgroup_path(&c.id));
         for pid in cg.pids() {
             // SAFETY: signalling a pid read from the container's cgroup.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -504,7 +506,7 @@ impl Engine {
             let _ = rt.delete(&c.id);
         }
         // The runtime removes the cgroup, unless its state went missing.
-        berth_runtime::cgroup::Cgroup::new(&format!("/berth/{}", c.id)).remove();
+        berth_runtime::cgroup::Cgroup::new(&cgroup_path(&c.id)).remove();
         // Files first, the record last: once `ps` no longer lists it,
         // nothing of it is left; a removal cut short is finished by the
         // next `rm`.
@@ -537,32 +539,4 @@ impl Engine {
         }
         Ok((gone, bytes))
     }
-}
-
-/// Removes a directory tree that may hold read-only dirs or files with
-/// immutable-looking modes, as an upper layer can.
-pub(crate) fn remove_tree(p: &std::path::Path) -> Result<()> {
-    match fs::remove_dir_all(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove", p)(e)),
-    }
-}
-
-pub(crate) fn dir_size(p: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            if md.is_dir() {
-                stack.push(e.path());
-            } else if md.is_file() {
-                total += md.size();
-            }
-        }
-    }
-    total
 }

@@ -672,7 +672,7 @@ impl Monitor<'_> {
             nix::sys::wait::WaitStatus::Signaled(_, s, _) => 128 + s as i32,
             _ => 255,
         };
-        let cg = Cgroup::new(&format!("/berth/{}", self.c.id));
+        let cg = Cgroup::new(&crate::sys::cgroup_path(&self.c.id));
         let oom = cg.oom_kills() > 0;
         self.log.finish();
         Ok(Ended { code, oom })
@@ -1288,7 +1288,7 @@ impl Engine {
             resources,
             privileged: spec.host.privileged,
             seccomp,
-            cgroups_path: format!("/berth/{}", c.id),
+            cgroups_path: crate::sys::cgroup_path(&c.id),
             shm_size: spec.host.shm_size,
         };
         let json = rspec::build(&b);

@@ -322,7 +322,7 @@ impl Engine {
         let writes =
             merge(&mut c.spec.host, &wanted).map_err(|m| Error::Conflict(cannot_update(&c, m)))?;
         if c.state.status.is_live() {
-            let cg = Cgroup::new(&format!("/berth/{}", c.id));
+            let cg = Cgroup::new(&crate::sys::cgroup_path(&c.id));
             // A restarting container has no cgroup between runs; its
             // monitor reads the saved record before the next one.
             if cg.exists() {
