@@ -1,7 +1,10 @@
 //! A container's network model: what it asks of a network
-//! (`EndpointConfig`), what it holds on one while it runs (`Endpoint`) and
-//! its published ports (`PortBinding`). A leaf: plain data, so the
+//! (`EndpointConfig`), what it holds on one while it runs (`Endpoint`),
+//! its published ports (`PortBinding`) and a network as it joins one
+//! (`NetInfo`). A leaf: plain data, so the
 //! container model embeds it without depending on network.rs.
+
+use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
@@ -50,4 +53,18 @@ pub struct EndpointConfig {
     pub ipv4_address: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mac_address: String,
+}
+
+/// A network as a container joins it.
+#[derive(Debug, Clone)]
+pub(crate) struct NetInfo {
+    pub id: String,
+    pub name: String,
+    pub bridge: String,
+    pub subnet: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub internal: bool,
+    /// Has the embedded resolver (user networks, as Docker's).
+    pub dns: bool,
 }

@@ -15,9 +15,8 @@ use std::path::PathBuf;
 use berth_net::nft::{self, PortMap};
 use nix::sys::socket::{bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
 
-use crate::containers::{Container, Paths};
-use crate::net_model::{Endpoint, EndpointConfig, PortBinding};
-use crate::networks::NetInfo;
+use crate::containers::model::{Container, Paths};
+use crate::net_model::{Endpoint, EndpointConfig, NetInfo, PortBinding};
 use crate::{Engine, Error, Result};
 
 /// Parses `-p` values: `[ip:][hostport:]ctrport[/proto]`, with ranges.
@@ -292,7 +291,7 @@ impl Engine {
         // `network connect` may have changed them since the monitor read
         // the container (a restart after a connect keeps the network).
         if let Some(row) = self.store.container(&c.id)? {
-            if let Ok(spec) = serde_json::from_str::<crate::containers::Spec>(&row.config) {
+            if let Ok(spec) = serde_json::from_str::<crate::containers::model::Spec>(&row.config) {
                 c.spec.networks = spec.networks;
             }
         }

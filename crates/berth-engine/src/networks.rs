@@ -12,8 +12,8 @@ use berth_store::NetworkRow;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::containers::Container;
-use crate::net_model::{Endpoint, EndpointConfig};
+use crate::containers::model::Container;
+use crate::net_model::{Endpoint, EndpointConfig, NetInfo};
 use crate::network::{is_host_address, net_err, netns_path, read_endpoints};
 use crate::{Engine, Error, Result};
 
@@ -73,20 +73,6 @@ struct NetworkConfig {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     options: BTreeMap<String, String>,
-}
-
-/// A network as a container joins it.
-#[derive(Debug, Clone)]
-pub(crate) struct NetInfo {
-    pub id: String,
-    pub name: String,
-    pub bridge: String,
-    pub subnet: Ipv4Addr,
-    pub prefix: u8,
-    pub gateway: Ipv4Addr,
-    pub internal: bool,
-    /// Has the embedded resolver (user networks, as Docker's).
-    pub dns: bool,
 }
 
 impl NetInfo {
@@ -634,7 +620,7 @@ impl Engine {
             let paths = self.paths(&c.id);
             // A monitor holds its lock while it starts the container (and
             // plugs it in before the state says Running): not ours.
-            let Ok(_lock) = crate::containers::lifecycle::lock_monitor(&paths, false) else {
+            let Ok(_lock) = crate::containers::proc::lock_monitor(&paths, false) else {
                 continue;
             };
             let eps = read_endpoints(&paths);

@@ -125,7 +125,7 @@ impl Engine {
     pub fn volume_users(&self, name: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for row in self.store.containers()? {
-            let spec: crate::containers::Spec = match serde_json::from_str(&row.config) {
+            let spec: crate::containers::model::Spec = match serde_json::from_str(&row.config) {
                 Ok(s) => s,
                 Err(_) => continue,
             };

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use berth_oci::{time, ImageConfig};
 use berth_store::ContainerRow;
 
-use super::{names, Config, Container, HostConfig, MountPoint, RestartPolicy, Spec, State, Ulimit};
+use super::limits::{check_cpuset, check_reservation, parse_bytes, parse_restart};
+use super::{names, Config, Container, HostConfig, MountPoint, Spec, State, Ulimit};
 use crate::{Engine, Error, Result};
 
 pub(crate) const DEFAULT_PATH: &str =
@@ -144,56 +145,6 @@ fn healthcheck(
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidArgument(msg.into())
-}
-
-/// Docker's RAMInBytes: `512m`, `1g`, `100k`, `1024b` or plain bytes,
-/// binary units.
-pub fn parse_bytes(s: &str) -> Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').filter(|r| !r.is_empty()).unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| invalid(format!("invalid size: '{s}'")))?;
-    if n < 0.0 {
-        return Err(invalid(format!("invalid size: '{s}'")));
-    }
-    Ok((n * mult as f64) as i64)
-}
-
-pub(super) fn parse_restart(s: &str) -> Result<RestartPolicy> {
-    let (name, count) = match s.split_once(':') {
-        Some((n, c)) => (n, Some(c)),
-        None => (s, None),
-    };
-    let max = match (name, count) {
-        ("on-failure", Some(c)) => c
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| invalid(format!("invalid restart policy format: maximum retry count must be a positive integer: {c}")))?,
-        (_, Some(_)) => {
-            return Err(invalid(format!(
-                "invalid restart policy format: maximum retry count can only be used with 'on-failure': {s}"
-            )))
-        }
-        _ => 0,
-    };
-    match name {
-        "" | "no" | "always" | "unless-stopped" | "on-failure" => Ok(RestartPolicy {
-            name: if name.is_empty() { "no" } else { name }.to_string(),
-            maximum_retry_count: max,
-        }),
-        _ => Err(invalid(format!(
-            "invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
-        ))),
-    }
 }
 
 fn parse_ulimit(s: &str) -> Result<Ulimit> {
@@ -750,9 +701,9 @@ impl Engine {
             .map(parse_bytes)
             .transpose()?
             .unwrap_or(0);
-        super::update::check_reservation(memory, memory_reservation)?;
+        check_reservation(memory, memory_reservation)?;
         let cpuset_cpus = opts.cpuset_cpus.clone().unwrap_or_default();
-        super::update::check_cpuset(&cpuset_cpus)?;
+        check_cpuset(&cpuset_cpus)?;
         let nano_cpus = match opts.cpus {
             Some(c) if c < 0.0 => {
                 return Err(invalid(format!(
@@ -850,7 +801,7 @@ impl Engine {
             )));
         }
         if let Some(sig) = &config.stop_signal {
-            super::lifecycle::parse_signal(sig)?;
+            super::proc::parse_signal(sig)?;
         }
         // Published ports only mean something on a bridge (Docker drops
         // them for host and none too).
@@ -978,27 +929,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bytes_parse_like_docker() {
-        assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
-        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
-        assert_eq!(parse_bytes("1GB").unwrap(), 1 << 30);
-        assert_eq!(parse_bytes("100").unwrap(), 100);
-        assert_eq!(parse_bytes("64k").unwrap(), 64 << 10);
-        assert!(parse_bytes("lots").is_err());
-    }
-
-    #[test]
-    fn restart_policies() {
-        assert_eq!(
-            parse_restart("on-failure:3").unwrap().maximum_retry_count,
-            3
-        );
-        assert_eq!(parse_restart("always").unwrap().name, "always");
-        assert!(parse_restart("always:3").is_err());
-        assert!(parse_restart("sometimes").is_err());
-    }
 
     #[test]
     fn ulimits() {

@@ -8,11 +8,13 @@ pub mod exec;
 mod files;
 pub(crate) mod health;
 pub(crate) mod lifecycle;
+mod limits;
 mod logs;
-mod model;
+pub(crate) mod model;
 pub(crate) mod monitor;
 mod names;
 mod prober;
+pub(crate) mod proc;
 pub(crate) mod rootfs;
 mod snapshot;
 mod stats;
@@ -26,10 +28,11 @@ use berth_store::ContainerRow;
 use serde_json::{json, Value};
 
 pub use attach::{AttachOptions, Attached, Event, Frame, TtySize};
-pub use create::{parse_bytes, CreateOptions};
+pub use create::CreateOptions;
 pub use exec::ExecOptions;
 pub use files::CopyTarget;
 pub use lifecycle::{StopOutcome, WaitCondition};
+pub use limits::parse_bytes;
 pub use logs::{LogLine, LogOptions};
 pub(crate) use model::{own_netns, Paths};
 pub use model::{
@@ -150,13 +153,13 @@ impl Engine {
     /// phantom running one. Docker reports such containers as 255.
     fn reconcile(&self, c: &mut Container) -> Result<()> {
         let p = self.paths(&c.id);
-        if !c.state.status.is_live() || lifecycle::monitor_alive(&p) {
+        if !c.state.status.is_live() || proc::monitor_alive(&p) {
             return Ok(());
         }
         // The monitor may have recorded the exit between our read and its
         // last breath: hold its lock (no new monitor can start) and read
         // again before calling it dead.
-        let _lock = lifecycle::lock_monitor(&p, false).ok().flatten();
+        let _lock = proc::lock_monitor(&p, false).ok().flatten();
         if let Some(row) = self.store.container(&c.id)? {
             let fresh = Container::from_row(row)?;
             if !fresh.state.status.is_live() {
@@ -494,7 +497,7 @@ impl Engine {
         let p = self.paths(&c.id);
         // A monitor that is still winding down holds the lock; wait for it
         // so we never pull the rootfs from under its cleanup.
-        let _lock = lifecycle::lock_monitor(&p, true)?;
+        let _lock = proc::lock_monitor(&p, true)?;
         self.destroy_inner(c, volumes)
     }
 

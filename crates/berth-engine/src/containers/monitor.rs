@@ -21,12 +21,13 @@ use berth_runtime::{cgroup::Cgroup, Stdio};
 use super::attach::{self, AttachOptions, Event, TtySize};
 use super::health::{Health, Probe, ProbeResult};
 use super::prober::Prober;
+use super::proc::{
+    pidfd_open, pipe, read_fd, recv_console, set_nonblocking, set_winsize, short_socket_path,
+    write_fd, STARTER_FD,
+};
 use super::rootfs::{self, check_executable, lookup_user};
 use super::{Container, Paths, Status};
 use crate::{Engine, EngineOptions, Error, Result};
-
-/// The starter's end of the socketpair arrives as this fd.
-pub const STARTER_FD: RawFd = 3;
 
 struct Client {
     sock: UnixStream,
@@ -82,99 +83,6 @@ impl LogWriter {
         self.flush_partial(1, &mut out, &now);
         let _ = self.file.write_all(&out);
     }
-}
-
-pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the result is a new fd we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-pub(crate) fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on an fd we own.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
-}
-
-pub(crate) fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buf is valid for its length.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: buf is valid for its length.
-    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-    Ok((r, w))
-}
-
-pub(crate) fn set_winsize(fd: RawFd, size: TtySize) {
-    let ws = libc::winsize {
-        ws_row: size.rows,
-        ws_col: size.cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a winsize we own.
-    unsafe {
-        libc::ioctl(fd, libc::TIOCSWINSZ, &ws);
-    }
-}
-
-/// Receives the pty master a runtime sends over a console socket.
-pub(crate) fn recv_console(listener: &UnixListener) -> io::Result<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let (conn, _) = listener.accept()?;
-    let mut buf = [0u8; 4096];
-    let mut iov = [io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )
-    .map_err(io::Error::from)?;
-    for c in msg.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                // SAFETY: SCM_RIGHTS gave us a new fd.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    Err(io::Error::other(
-        "runtime sent no pty over the console socket",
-    ))
-}
-
-/// A path to `name` inside `dir` short enough for a socket address,
-/// whatever the length of `dir`: through our own fd for the directory.
-pub(crate) fn short_socket_path(dir: &File, name: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "/proc/{}/fd/{}/{name}",
-        std::process::id(),
-        dir.as_raw_fd()
-    ))
 }
 
 /// Sets `lo` up in the container's new network namespace, as Docker
@@ -1192,7 +1100,7 @@ impl Engine {
             }
         }
         if spec.host.init {
-            let init = crate::containers::lifecycle::init_binary().ok_or_else(|| {
+            let init = super::proc::init_binary().ok_or_else(|| {
                 (
                     "--init needs tini-static (apt-get install tini): not found".to_string(),
                     125,
@@ -1235,7 +1143,7 @@ impl Engine {
                 }
             }
         }
-        let rlimits = crate::containers::lifecycle::rlimits(&spec.host.ulimits).map_err(e125)?;
+        let rlimits = super::proc::rlimits(&spec.host.ulimits).map_err(e125)?;
         let network = match spec.host.network_mode.as_str() {
             "host" => NetworkMode::Host,
             n if n.starts_with("container:") => {
