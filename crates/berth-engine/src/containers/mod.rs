@@ -12,6 +12,7 @@ mod limits;
 mod logs;
 pub(crate) mod model;
 pub(crate) mod monitor;
+mod mounts;
 mod names;
 mod prober;
 pub(crate) mod proc;
