@@ -3,6 +3,7 @@
 //! rename, remove, prune). Running them is in `lifecycle` and `monitor`.
 
 mod attach;
+mod bundle;
 mod create;
 pub mod exec;
 mod files;
