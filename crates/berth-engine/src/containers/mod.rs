@@ -300,22 +300,63 @@ impl Engine {
         let lower: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
         let mut host = serde_json::to_value(&c.spec.host).expect("serialises");
         host["Tmpfs"] = json!(c.spec.host.tmpfs);
-        let mounts: Vec<Value> = c
-            .spec
-            .mounts
-            .iter()
-            .map(|m| {
-                let mut v = serde_json::to_value(m).expect("serialises");
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("Anonymous");
-                    o.remove("TmpfsOptions");
+        let mounts = inspect_mounts(c);
+        let network = self.network_settings(c, &p);
+        let mut doc = json!({
+            "Id": c.id,
+            "Created": time::format_rfc3339(c.created),
+            "Path": c.spec.path,
+            "Args": c.spec.args,
+            "State": {
+                "Status": s.status.as_str(),
+                "Running": matches!(s.status, Status::Running | Status::Paused),
+                "Paused": s.status == Status::Paused,
+                "Restarting": s.status == Status::Restarting,
+                "OOMKilled": s.oom_killed,
+                "Dead": s.status == Status::Dead,
+                "Pid": s.pid,
+                "ExitCode": s.exit_code,
+                "Error": s.error,
+                "StartedAt": t(s.started_at),
+                "FinishedAt": t(s.finished_at),
+            },
+            "Image": c.image_id,
+            "ResolvConfPath": p.dir.join("resolv.conf"),
+            "HostnamePath": p.dir.join("hostname"),
+            "HostsPath": p.dir.join("hosts"),
+            "LogPath": p.log(),
+            "Name": format!("/{}", c.name),
+            "RestartCount": s.restart_count,
+            "Driver": "overlay2",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "HostConfig": host,
+            "GraphDriver": {
+                "Name": "overlay2",
+                "Data": {
+                    "LowerDir": lower.join(":"),
+                    "MergedDir": p.rootfs(),
+                    "UpperDir": p.dir.join("upper"),
+                    "WorkDir": p.dir.join("work"),
                 }
-                if m.kind == "volume" && v.get("Driver").is_none() {
-                    v["Driver"] = json!("local");
-                }
-                v
-            })
-            .collect();
+            },
+            "Mounts": mounts,
+            "Config": c.spec.config,
+            "NetworkSettings": network,
+        });
+        // Docker leaves Health out for containers without a check.
+        if let Some(h) = &s.health {
+            doc["State"]["Health"] = json!(h);
+        }
+        Ok(doc)
+    }
+
+    /// inspect's `NetworkSettings`: published ports, and an endpoint per
+    /// network it is on (or asked to be on).
+    fn network_settings(&self, c: &Container, p: &Paths) -> Value {
+        let s = &c.state;
         let eps = if s.status.is_live() {
             self.endpoints(c)
         } else {
@@ -382,8 +423,8 @@ impl Engine {
             .find(|e| e.network == crate::networks::DEFAULT)
             .cloned()
             .unwrap_or_default();
-        let netns = crate::network::netns_path(&p);
-        let network = json!({
+        let netns = crate::network::netns_path(p);
+        json!({
             "Bridge": "",
             "SandboxID": "",
             "Ports": ports,
@@ -393,56 +434,7 @@ impl Engine {
             "IPPrefixLen": top.ip_prefix_len,
             "MacAddress": top.mac_address,
             "Networks": networks,
-        });
-        let mut doc = json!({
-            "Id": c.id,
-            "Created": time::format_rfc3339(c.created),
-            "Path": c.spec.path,
-            "Args": c.spec.args,
-            "State": {
-                "Status": s.status.as_str(),
-                "Running": matches!(s.status, Status::Running | Status::Paused),
-                "Paused": s.status == Status::Paused,
-                "Restarting": s.status == Status::Restarting,
-                "OOMKilled": s.oom_killed,
-                "Dead": s.status == Status::Dead,
-                "Pid": s.pid,
-                "ExitCode": s.exit_code,
-                "Error": s.error,
-                "StartedAt": t(s.started_at),
-                "FinishedAt": t(s.finished_at),
-            },
-            "Image": c.image_id,
-            "ResolvConfPath": p.dir.join("resolv.conf"),
-            "HostnamePath": p.dir.join("hostname"),
-            "HostsPath": p.dir.join("hosts"),
-            "LogPath": p.log(),
-            "Name": format!("/{}", c.name),
-            "RestartCount": s.restart_count,
-            "Driver": "overlay2",
-            "Platform": "linux",
-            "MountLabel": "",
-            "ProcessLabel": "",
-            "AppArmorProfile": "",
-            "HostConfig": host,
-            "GraphDriver": {
-                "Name": "overlay2",
-                "Data": {
-                    "LowerDir": lower.join(":"),
-                    "MergedDir": p.rootfs(),
-                    "UpperDir": p.dir.join("upper"),
-                    "WorkDir": p.dir.join("work"),
-                }
-            },
-            "Mounts": mounts,
-            "Config": c.spec.config,
-            "NetworkSettings": network,
-        });
-        // Docker leaves Health out for containers without a check.
-        if let Some(h) = &s.health {
-            doc["State"]["Health"] = json!(h);
-        }
-        Ok(doc)
+        })
     }
 
     pub fn rename_container(&self, name: &str, new_name: &str) -> Result<()> {
@@ -544,4 +536,23 @@ impl Engine {
         }
         Ok((gone, bytes))
     }
+}
+
+/// inspect's `Mounts`: as recorded, without Berth's own fields.
+fn inspect_mounts(c: &Container) -> Vec<Value> {
+    c.spec
+        .mounts
+        .iter()
+        .map(|m| {
+            let mut v = serde_json::to_value(m).expect("serialises");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("Anonymous");
+                o.remove("TmpfsOptions");
+            }
+            if m.kind == "volume" && v.get("Driver").is_none() {
+                v["Driver"] = json!("local");
+            }
+            v
+        })
+        .collect()
 }
