@@ -547,7 +547,95 @@ impl Engine {
             tag: r.tag().unwrap_or(&want).to_string(),
             repository: repo.clone(),
         });
-        let (mut bytes, mut media_type, top_digest) = self.fetch_manifest(&client, &repo, &want)?;
+        let (bytes, media_type, top_digest, manifest_digest) =
+            self.platform_manifest(&client, &repo, &want, name, opts)?;
+        let m = Manifest::from_slice(&bytes)?;
+        // Docker keeps the digest the user can pull again by (the index's
+        // for a multi-platform image) and no tag when a digest was named.
+        let tag_name = match (r.tag(), r.digest()) {
+            (Some(t), None) => Some(format!("{}:{t}", r.name())),
+            _ => None,
+        };
+        let repo_digest = format!("{}@{}", r.name(), top_digest);
+
+        // The config first (small): it names the layers' diff ids.
+        let config = m.config.digest.clone();
+        self.fetch_config(&client, &repo, &config, name)?;
+        let cfg = ImageConfig::from_slice(&self.store.read_blob(&config)?)?;
+        if cfg.rootfs.diff_ids.len() != m.layers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: the config lists {} layers but the manifest {}",
+                cfg.rootfs.diff_ids.len(),
+                m.layers.len()
+            )));
+        }
+        let already = self.store.image(&config)?.is_some_and(|img| {
+            img.manifest_digest == manifest_digest
+                && tag_name.as_ref().is_none_or(|t| img.tags.contains(t))
+        });
+
+        let mut todo = Vec::new();
+        for (l, diff_id) in m.layers.iter().zip(&cfg.rootfs.diff_ids) {
+            if self.store.has_blob(&l.digest) {
+                progress(PullEvent::AlreadyExists(short(&l.digest)));
+            } else if todo
+                .iter()
+                .any(|(t, _): &(berth_oci::Descriptor, Digest)| t.digest == l.digest)
+            {
+                // The same layer twice (empty layers often are): once.
+            } else {
+                progress(PullEvent::Waiting(short(&l.digest)));
+                todo.push((l.clone(), diff_id.clone()));
+            }
+        }
+        // Docker says "Already exists" and nothing more for those.
+        let fetching: Vec<Digest> = todo.iter().map(|(l, _)| l.digest.clone()).collect();
+        let parallel = if opts.parallel == 0 {
+            DEFAULT_PARALLEL
+        } else {
+            opts.parallel
+        };
+        let unpacked = self.download_layers(&client, &repo, todo, parallel, progress)?;
+
+        // Unpack what the cache lacks, then record the image.
+        let layers = self.layer_refs(&m, &cfg, &unpacked, &fetching, progress)?;
+        self.store.put_blob(&bytes)?;
+        let created = cfg
+            .created
+            .as_deref()
+            .and_then(berth_oci::time::parse_rfc3339);
+        self.store.put_image(
+            &NewImage {
+                id: config.clone(),
+                manifest_digest: manifest_digest.clone(),
+                manifest_media_type: media_type,
+                created,
+                parent: None,
+                layers,
+            },
+            &tag_name.iter().cloned().collect::<Vec<_>>(),
+            &[repo_digest],
+        )?;
+        Ok(Pulled {
+            id: config,
+            digest: top_digest,
+            reference: r.to_string(),
+            downloaded: !already,
+        })
+    }
+
+    /// The manifest to pull: `want`'s, or for an index the entry for the
+    /// platform asked for (or the host's). Returns its bytes and media
+    /// type, the digest of what `want` named, and the manifest's digest.
+    fn platform_manifest(
+        &self,
+        client: &Client,
+        repo: &str,
+        want: &str,
+        name: &str,
+        opts: &PullOptions,
+    ) -> Result<(Vec<u8>, String, Digest, Digest)> {
+        let (mut bytes, mut media_type, top_digest) = self.fetch_manifest(client, repo, want)?;
         let platform = match &opts.platform {
             Some(p) => Platform::parse(p)?,
             None => Platform::host(),
@@ -571,72 +659,45 @@ impl Engine {
                 .digest
                 .clone();
             (bytes, media_type, manifest_digest) =
-                self.fetch_manifest(&client, &repo, &d.to_string())?;
+                self.fetch_manifest(client, repo, &d.to_string())?;
         }
         if !media::is_manifest(&media_type) {
             return Err(Error::InvalidArgument(format!(
                 "{name}: unsupported manifest type {media_type}"
             )));
         }
-        let m = Manifest::from_slice(&bytes)?;
-        // Docker keeps the digest the user can pull again by (the index's
-        // for a multi-platform image) and no tag when a digest was named.
-        let tag_name = match (r.tag(), r.digest()) {
-            (Some(t), None) => Some(format!("{}:{t}", r.name())),
-            _ => None,
-        };
-        let repo_digest = format!("{}@{}", r.name(), top_digest);
+        Ok((bytes, media_type, top_digest, manifest_digest))
+    }
 
-        // The config first (small): it names the layers' diff ids.
-        let config = m.config.digest.clone();
-        if !self.store.has_blob(&config) {
+    /// The config first (small): it names the layers' diff ids.
+    fn fetch_config(&self, client: &Client, repo: &str, config: &Digest, name: &str) -> Result<()> {
+        if !self.store.has_blob(config) {
             let mut buf = MemSink(Vec::new());
             client
-                .blob(&repo, &config.to_string(), 0, &mut buf)
+                .blob(repo, &config.to_string(), 0, &mut buf)
                 .map_err(|e| reg_err(&format!("config {config}"), e))?;
-            if Digest::sha256_of(&buf.0) != config {
+            if Digest::sha256_of(&buf.0) != *config {
                 return Err(Error::InvalidArgument(format!(
                     "config {config} of {name}: the registry sent content with another digest"
                 )));
             }
             self.store.put_blob(&buf.0)?;
         }
-        let cfg = ImageConfig::from_slice(&self.store.read_blob(&config)?)?;
-        if cfg.rootfs.diff_ids.len() != m.layers.len() {
-            return Err(Error::InvalidArgument(format!(
-                "{name}: the config lists {} layers but the manifest {}",
-                cfg.rootfs.diff_ids.len(),
-                m.layers.len()
-            )));
-        }
-        let already = self.store.image(&config)?.is_some_and(|img| {
-            img.manifest_digest == manifest_digest
-                && tag_name.as_ref().is_none_or(|t| img.tags.contains(t))
-        });
+        Ok(())
+    }
 
+    /// Downloads `todo` on `parallel` threads, each unpacking a layer as
+    /// soon as it is down; returns the layers unpacked (diff id -> size).
+    fn download_layers(
+        &self,
+        client: &Client,
+        repo: &str,
+        todo: Vec<(berth_oci::Descriptor, Digest)>,
+        parallel: usize,
+        progress: &mut dyn FnMut(PullEvent),
+    ) -> Result<BTreeMap<Digest, u64>> {
         let (tx, rx) = mpsc::channel();
-        let mut todo = Vec::new();
-        for (l, diff_id) in m.layers.iter().zip(&cfg.rootfs.diff_ids) {
-            if self.store.has_blob(&l.digest) {
-                progress(PullEvent::AlreadyExists(short(&l.digest)));
-            } else if todo
-                .iter()
-                .any(|(t, _): &(berth_oci::Descriptor, Digest)| t.digest == l.digest)
-            {
-                // The same layer twice (empty layers often are): once.
-            } else {
-                progress(PullEvent::Waiting(short(&l.digest)));
-                todo.push((l.clone(), diff_id.clone()));
-            }
-        }
-        // Docker says "Already exists" and nothing more for those.
-        let fetching: Vec<Digest> = todo.iter().map(|(l, _)| l.digest.clone()).collect();
         let queue = Arc::new(Mutex::new(todo));
-        let parallel = if opts.parallel == 0 {
-            DEFAULT_PARALLEL
-        } else {
-            opts.parallel
-        };
         let downloads = self.downloads_dir()?;
         let root = self.store.root().to_path_buf();
         let failure: Mutex<Option<Error>> = Mutex::new(None);
@@ -646,8 +707,6 @@ impl Engine {
             for _ in 0..parallel {
                 let queue = queue.clone();
                 let tx = tx.clone();
-                let client = &client;
-                let repo = &repo;
                 let downloads = &downloads;
                 let failure = &failure;
                 let unpacked = &unpacked;
@@ -699,9 +758,18 @@ impl Engine {
         if let Some(e) = failure.into_inner().expect("not poisoned") {
             return Err(e);
         }
-        let unpacked = unpacked.into_inner().expect("not poisoned");
+        Ok(unpacked.into_inner().expect("not poisoned"))
+    }
 
-        // Unpack what the cache lacks, then record the image.
+    /// Unpacks what the cache lacks; the image's layers as recorded.
+    fn layer_refs(
+        &self,
+        m: &Manifest,
+        cfg: &ImageConfig,
+        unpacked: &BTreeMap<Digest, u64>,
+        fetching: &[Digest],
+        progress: &mut dyn FnMut(PullEvent),
+    ) -> Result<Vec<LayerRef>> {
         let mut layers = Vec::new();
         for (l, diff_id) in m.layers.iter().zip(&cfg.rootfs.diff_ids) {
             let size = match (unpacked.get(diff_id), self.store.layer_size(diff_id)?) {
@@ -724,29 +792,7 @@ impl Engine {
                 blob_size: l.size,
             });
         }
-        self.store.put_blob(&bytes)?;
-        let created = cfg
-            .created
-            .as_deref()
-            .and_then(berth_oci::time::parse_rfc3339);
-        self.store.put_image(
-            &NewImage {
-                id: config.clone(),
-                manifest_digest: manifest_digest.clone(),
-                manifest_media_type: media_type,
-                created,
-                parent: None,
-                layers,
-            },
-            &tag_name.iter().cloned().collect::<Vec<_>>(),
-            &[repo_digest],
-        )?;
-        Ok(Pulled {
-            id: config,
-            digest: top_digest,
-            reference: r.to_string(),
-            downloaded: !already,
-        })
+        Ok(layers)
     }
 
     /// `push`: an image of the store to the registry its name says.
