@@ -471,29 +471,7 @@ impl Monitor<'_> {
         let rt = self.engine.runtime_for(&self.c).map_err(e125)?;
         // Whatever a killed monitor left behind goes first.
         let _ = rt.delete(&self.c.id);
-        let rootfs = self.paths.rootfs();
-        rootfs::unmount(&rootfs);
-        self.engine
-            .mount_rootfs(&self.c.image_id, &self.paths.dir, &rootfs)
-            .map_err(e125)?;
-        let own_netns = super::own_netns(&self.c.spec.host.network_mode);
-        if own_netns {
-            self.port_guards = self
-                .engine
-                .net_up(&mut self.c, &self.paths)
-                .map_err(|e| (e.to_string(), 125))?;
-        }
-        let (bundle, upstreams) = self.engine.prepare_bundle(&self.c, &self.paths)?;
-        self.volumes_mounted = true;
-        // The embedded resolver, when resolv.conf names it (a container in
-        // another's namespace is served by that one's monitor).
-        if let Some(upstreams) = upstreams.filter(|_| own_netns) {
-            let ns = crate::network::netns_path(&self.paths);
-            self.resolver = Some(
-                berth_net::dns::Resolver::new(&ns, &upstreams)
-                    .map_err(|e| (format!("start the DNS resolver: {e}"), 125))?,
-            );
-        }
+        let bundle = self.set_up()?;
 
         let tty = self.c.spec.config.tty;
         let mut master: Option<OwnedFd> = None;
@@ -544,21 +522,7 @@ impl Monitor<'_> {
         }
         rt.start(&self.c.id).map_err(|e| (e.to_string(), 125))?;
 
-        self.c.state.status = Status::Running;
-        self.c.state.pid = pid;
-        self.c.state.started_at = time::now_nanos();
-        self.c.state.finished_at = 0;
-        self.c.state.exit_code = 0;
-        self.c.state.error.clear();
-        self.c.state.oom_killed = false;
-        self.c.state.monitor_pid = std::process::id() as i32;
-        // Every start begins its health over, as Docker's does.
-        let probe = Probe::of(self.c.spec.config.healthcheck.as_ref());
-        self.c.state.health = probe.as_ref().map(|_| Health::starting());
-        self.prober = probe.map(Prober::new);
-        self.save();
-        self.engine.emit_container(&self.c, "start", &[]);
-        self.broadcast_event(&Event::Started { pid });
+        self.mark_started(pid);
 
         if let Some(m) = &master {
             set_nonblocking(m.as_raw_fd());
@@ -580,6 +544,54 @@ impl Monitor<'_> {
         let oom = cg.oom_kills() > 0;
         self.log.finish();
         Ok(Ended { code, oom })
+    }
+
+    /// Before the runtime: the rootfs mounted, the network up, the bundle
+    /// written and, when resolv.conf names it, the embedded resolver (a
+    /// container in another's namespace is served by that one's monitor).
+    fn set_up(&mut self) -> Result<std::path::PathBuf, (String, i32)> {
+        let e125 = |e: Error| (e.to_string(), 125);
+        let rootfs = self.paths.rootfs();
+        rootfs::unmount(&rootfs);
+        self.engine
+            .mount_rootfs(&self.c.image_id, &self.paths.dir, &rootfs)
+            .map_err(e125)?;
+        let own_netns = super::own_netns(&self.c.spec.host.network_mode);
+        if own_netns {
+            self.port_guards = self
+                .engine
+                .net_up(&mut self.c, &self.paths)
+                .map_err(|e| (e.to_string(), 125))?;
+        }
+        let (bundle, upstreams) = self.engine.prepare_bundle(&self.c, &self.paths)?;
+        self.volumes_mounted = true;
+        if let Some(upstreams) = upstreams.filter(|_| own_netns) {
+            let ns = crate::network::netns_path(&self.paths);
+            self.resolver = Some(
+                berth_net::dns::Resolver::new(&ns, &upstreams)
+                    .map_err(|e| (format!("start the DNS resolver: {e}"), 125))?,
+            );
+        }
+        Ok(bundle)
+    }
+
+    /// Records the start (state, fresh health, event) and tells clients.
+    fn mark_started(&mut self, pid: i32) {
+        self.c.state.status = Status::Running;
+        self.c.state.pid = pid;
+        self.c.state.started_at = time::now_nanos();
+        self.c.state.finished_at = 0;
+        self.c.state.exit_code = 0;
+        self.c.state.error.clear();
+        self.c.state.oom_killed = false;
+        self.c.state.monitor_pid = std::process::id() as i32;
+        // Every start begins its health over, as Docker's does.
+        let probe = Probe::of(self.c.spec.config.healthcheck.as_ref());
+        self.c.state.health = probe.as_ref().map(|_| Health::starting());
+        self.prober = probe.map(Prober::new);
+        self.save();
+        self.engine.emit_container(&self.c, "start", &[]);
+        self.broadcast_event(&Event::Started { pid });
     }
 
     /// Starts a due probe, kills an overdue one.
