@@ -338,29 +338,7 @@ impl Engine {
             )));
         }
         let id = crate::ids::random_hex64();
-        let bridge = match o.options.get("com.docker.network.bridge.name") {
-            Some(b)
-                if b.is_empty()
-                    || b.len() > 15
-                    || !b
-                        .bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c)) =>
-            {
-                return Err(Error::InvalidArgument(format!(
-                    "invalid bridge name {b:?}: at most 15 of [A-Za-z0-9_.-]"
-                )))
-            }
-            // The network owns its bridge and deletes it with itself: an
-            // interface that exists already (eth0, berth0, another
-            // network's) is never taken over.
-            Some(b) if nix::net::if_::if_nametoindex(b.as_str()).is_ok() => {
-                return Err(Error::Conflict(format!(
-                    "bridge name {b} is taken by an existing interface"
-                )))
-            }
-            Some(b) => b.clone(),
-            None => format!("br-{}", &id[..12]),
-        };
+        let bridge = bridge_name(o, &id)?;
         // Choosing a subnet and making its bridge is one step for every
         // berth on the host: the bridge's route is what the next one sees.
         let _host = berth_net::HostLock::take().map_err(net_err)?;
@@ -666,4 +644,32 @@ impl Engine {
         }
         Ok(found)
     }
+}
+
+/// The network's bridge device: `com.docker.network.bridge.name` if
+/// valid and free, else `br-<id12>`.
+fn bridge_name(o: &NetworkCreateOptions, id: &str) -> Result<String> {
+    Ok(match o.options.get("com.docker.network.bridge.name") {
+        Some(b)
+            if b.is_empty()
+                || b.len() > 15
+                || !b
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c)) =>
+        {
+            return Err(Error::InvalidArgument(format!(
+                "invalid bridge name {b:?}: at most 15 of [A-Za-z0-9_.-]"
+            )))
+        }
+        // The network owns its bridge and deletes it with itself: an
+        // interface that exists already (eth0, berth0, another
+        // network's) is never taken over.
+        Some(b) if nix::net::if_::if_nametoindex(b.as_str()).is_ok() => {
+            return Err(Error::Conflict(format!(
+                "bridge name {b} is taken by an existing interface"
+            )))
+        }
+        Some(b) => b.clone(),
+        None => format!("br-{}", &id[..12]),
+    })
 }
