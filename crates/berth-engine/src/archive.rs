@@ -519,58 +519,7 @@ impl Engine {
         }
         let mut layers = Vec::new();
         for (blob, diff_id) in layer_blobs.iter().zip(&cfg.rootfs.diff_ids) {
-            let (path, blob_size) = staged.blob_file(self, blob)?;
-            let mut head = [0u8; 4];
-            let n = File::open(&path)
-                .and_then(|mut f| f.read(&mut head))
-                .map_err(Error::io("read", &path))?;
-            let compression = Compression::sniff(&head[..n]);
-            let size = if compression == Compression::None
-                && blob == diff_id
-                && self.store.has_layer(diff_id)
-            {
-                blob_size
-            } else if self.store.has_layer(diff_id) {
-                // Cached already, but this blob must still prove it is that layer.
-                let f = File::open(&path).map_err(Error::io("open", &path))?;
-                let mut h = Hasher::sha256();
-                io::copy(&mut berth_layer::decompress(f)?, &mut h)
-                    .map_err(|e| bad(format!("layer {blob}: {e}")))?;
-                let got = h.len();
-                let actual = h.finish();
-                if actual != *diff_id {
-                    return Err(berth_store::Error::DigestMismatch {
-                        expected: diff_id.clone(),
-                        actual,
-                    }
-                    .into());
-                }
-                got
-            } else if compression == Compression::None && blob == diff_id {
-                // Staging hashed these bytes already: they are the layer.
-                let f = File::open(&path).map_err(Error::io("open", &path))?;
-                self.store
-                    .unpack_verified_layer(io::BufReader::with_capacity(COPY_BUF, f), diff_id)?
-                    .size
-            } else {
-                let f = File::open(&path).map_err(Error::io("open", &path))?;
-                self.store
-                    .unpack_layer(berth_layer::decompress(f)?, Some(diff_id))
-                    .map_err(|e| match e {
-                        berth_store::Error::DigestMismatch { expected, actual } => bad(format!(
-                            "layer {blob} unpacks to {actual}, but the image config says {expected}"
-                        )),
-                        e => e.into(),
-                    })?
-                    .size
-            };
-            layers.push(LayerRef {
-                diff_id: diff_id.clone(),
-                blob: blob.clone(),
-                media_type: compression.oci_layer_type().to_string(),
-                size,
-                blob_size,
-            });
+            layers.push(self.load_layer(staged, blob, diff_id)?);
         }
         let (manifest_digest, manifest_type) = match manifest {
             Some((d, t)) => {
@@ -633,6 +582,62 @@ impl Engine {
                 .into_iter()
                 .map(|(t, old)| (Reference::parse(&t).map(|r| r.familiar()).unwrap_or(t), old))
                 .collect(),
+        })
+    }
+
+    /// One layer of a loaded image into the layer cache (a cached one
+    /// must still prove it is that layer); its record.
+    fn load_layer(&self, staged: &Staged, blob: &Digest, diff_id: &Digest) -> Result<LayerRef> {
+        let (path, blob_size) = staged.blob_file(self, blob)?;
+        let mut head = [0u8; 4];
+        let n = File::open(&path)
+            .and_then(|mut f| f.read(&mut head))
+            .map_err(Error::io("read", &path))?;
+        let compression = Compression::sniff(&head[..n]);
+        let size =
+            if compression == Compression::None && blob == diff_id && self.store.has_layer(diff_id)
+            {
+                blob_size
+            } else if self.store.has_layer(diff_id) {
+                // Cached already, but this blob must still prove it is that layer.
+                let f = File::open(&path).map_err(Error::io("open", &path))?;
+                let mut h = Hasher::sha256();
+                io::copy(&mut berth_layer::decompress(f)?, &mut h)
+                    .map_err(|e| bad(format!("layer {blob}: {e}")))?;
+                let got = h.len();
+                let actual = h.finish();
+                if actual != *diff_id {
+                    return Err(berth_store::Error::DigestMismatch {
+                        expected: diff_id.clone(),
+                        actual,
+                    }
+                    .into());
+                }
+                got
+            } else if compression == Compression::None && blob == diff_id {
+                // Staging hashed these bytes already: they are the layer.
+                let f = File::open(&path).map_err(Error::io("open", &path))?;
+                self.store
+                    .unpack_verified_layer(io::BufReader::with_capacity(COPY_BUF, f), diff_id)?
+                    .size
+            } else {
+                let f = File::open(&path).map_err(Error::io("open", &path))?;
+                self.store
+                    .unpack_layer(berth_layer::decompress(f)?, Some(diff_id))
+                    .map_err(|e| match e {
+                        berth_store::Error::DigestMismatch { expected, actual } => bad(format!(
+                        "layer {blob} unpacks to {actual}, but the image config says {expected}"
+                    )),
+                        e => e.into(),
+                    })?
+                    .size
+            };
+        Ok(LayerRef {
+            diff_id: diff_id.clone(),
+            blob: blob.clone(),
+            media_type: compression.oci_layer_type().to_string(),
+            size,
+            blob_size,
         })
     }
 }

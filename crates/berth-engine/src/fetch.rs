@@ -54,24 +54,7 @@ pub(crate) fn http_get(url: &str, dest: &Path) -> Result<Digest> {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| fail(url, format!("not an HTTP response: {:?}", status.trim())))?;
-        let mut length = None;
-        let mut chunked = false;
-        let mut location = None;
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).map_err(|e| fail(url, e))? == 0 || h.trim().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                let v = v.trim();
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "content-length" => length = v.parse::<u64>().ok(),
-                    "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
-                    "location" => location = Some(v.to_string()),
-                    _ => {}
-                }
-            }
-        }
+        let (length, chunked, location) = read_headers(&mut r, url)?;
         if matches!(code, 301 | 302 | 303 | 307 | 308) {
             let loc =
                 location.ok_or_else(|| fail(url, format!("redirect {code} without a Location")))?;
@@ -119,6 +102,33 @@ pub(crate) fn http_get(url: &str, dest: &Path) -> Result<Digest> {
         return Ok(hasher.finish());
     }
     Err(fail(url, "too many redirects"))
+}
+
+/// The response headers Berth acts on: Content-Length, chunked
+/// Transfer-Encoding, Location.
+fn read_headers(
+    r: &mut BufReader<TcpStream>,
+    url: &str,
+) -> Result<(Option<u64>, bool, Option<String>)> {
+    let mut length = None;
+    let mut chunked = false;
+    let mut location = None;
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).map_err(|e| fail(url, e))? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            let v = v.trim();
+            match k.trim().to_ascii_lowercase().as_str() {
+                "content-length" => length = v.parse::<u64>().ok(),
+                "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
+                "location" => location = Some(v.to_string()),
+                _ => {}
+            }
+        }
+    }
+    Ok((length, chunked, location))
 }
 
 fn copy_exact<R: Read>(

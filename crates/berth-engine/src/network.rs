@@ -14,58 +14,10 @@ use std::path::PathBuf;
 
 use berth_net::nft::{self, PortMap};
 use nix::sys::socket::{bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
-use serde::{Deserialize, Serialize};
 
-use crate::containers::{Container, Paths};
-use crate::networks::NetInfo;
+use crate::containers::model::{Container, Paths};
+use crate::net_model::{Endpoint, EndpointConfig, NetInfo, PortBinding};
 use crate::{Engine, Error, Result};
-
-/// One host side of a published port, as Docker writes it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct PortBinding {
-    pub host_ip: String,
-    pub host_port: String,
-}
-
-/// A container's place on a network while it runs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct Endpoint {
-    /// The network's name and id.
-    pub network: String,
-    #[serde(rename = "NetworkID")]
-    pub network_id: String,
-    #[serde(rename = "EndpointID")]
-    pub endpoint_id: String,
-    /// eth0, eth1, ... inside; the veth's host end outside.
-    pub interface: String,
-    pub host_if: String,
-    pub ip_address: String,
-    pub ip_prefix_len: u8,
-    pub gateway: String,
-    pub mac_address: String,
-    pub aliases: Vec<String>,
-    /// The network has the embedded resolver (user networks).
-    pub dns: bool,
-    pub internal: bool,
-}
-
-/// What a container asks of one network (Docker's EndpointSettings).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct EndpointConfig {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub aliases: Vec<String>,
-    #[serde(
-        rename = "IPv4Address",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
-    pub ipv4_address: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub mac_address: String,
-}
 
 /// Parses `-p` values: `[ip:][hostport:]ctrport[/proto]`, with ranges.
 pub(crate) fn parse_publish(specs: &[String]) -> Result<BTreeMap<String, Vec<PortBinding>>> {
@@ -339,7 +291,7 @@ impl Engine {
         // `network connect` may have changed them since the monitor read
         // the container (a restart after a connect keeps the network).
         if let Some(row) = self.store.container(&c.id)? {
-            if let Ok(spec) = serde_json::from_str::<crate::containers::Spec>(&row.config) {
+            if let Ok(spec) = serde_json::from_str::<crate::containers::model::Spec>(&row.config) {
                 c.spec.networks = spec.networks;
             }
         }

@@ -12,10 +12,9 @@ use berth_store::NetworkRow;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::containers::Container;
-use crate::network::{
-    is_host_address, net_err, netns_path, read_endpoints, Endpoint, EndpointConfig,
-};
+use crate::containers::model::Container;
+use crate::net_model::{Endpoint, EndpointConfig, NetInfo};
+use crate::network::{is_host_address, net_err, netns_path, read_endpoints};
 use crate::{Engine, Error, Result};
 
 /// Docker's words for `--ip` and aliases outside a user network (run and
@@ -74,20 +73,6 @@ struct NetworkConfig {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     options: BTreeMap<String, String>,
-}
-
-/// A network as a container joins it.
-#[derive(Debug, Clone)]
-pub(crate) struct NetInfo {
-    pub id: String,
-    pub name: String,
-    pub bridge: String,
-    pub subnet: Ipv4Addr,
-    pub prefix: u8,
-    pub gateway: Ipv4Addr,
-    pub internal: bool,
-    /// Has the embedded resolver (user networks, as Docker's).
-    pub dns: bool,
 }
 
 impl NetInfo {
@@ -353,29 +338,7 @@ impl Engine {
             )));
         }
         let id = crate::ids::random_hex64();
-        let bridge = match o.options.get("com.docker.network.bridge.name") {
-            Some(b)
-                if b.is_empty()
-                    || b.len() > 15
-                    || !b
-                        .bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c)) =>
-            {
-                return Err(Error::InvalidArgument(format!(
-                    "invalid bridge name {b:?}: at most 15 of [A-Za-z0-9_.-]"
-                )))
-            }
-            // The network owns its bridge and deletes it with itself: an
-            // interface that exists already (eth0, berth0, another
-            // network's) is never taken over.
-            Some(b) if nix::net::if_::if_nametoindex(b.as_str()).is_ok() => {
-                return Err(Error::Conflict(format!(
-                    "bridge name {b} is taken by an existing interface"
-                )))
-            }
-            Some(b) => b.clone(),
-            None => format!("br-{}", &id[..12]),
-        };
+        let bridge = bridge_name(o, &id)?;
         // Choosing a subnet and making its bridge is one step for every
         // berth on the host: the bridge's route is what the next one sees.
         let _host = berth_net::HostLock::take().map_err(net_err)?;
@@ -635,7 +598,7 @@ impl Engine {
             let paths = self.paths(&c.id);
             // A monitor holds its lock while it starts the container (and
             // plugs it in before the state says Running): not ours.
-            let Ok(_lock) = crate::containers::lifecycle::lock_monitor(&paths, false) else {
+            let Ok(_lock) = crate::containers::proc::lock_monitor(&paths, false) else {
                 continue;
             };
             let eps = read_endpoints(&paths);
@@ -681,4 +644,32 @@ impl Engine {
         }
         Ok(found)
     }
+}
+
+/// The network's bridge device: `com.docker.network.bridge.name` if
+/// valid and free, else `br-<id12>`.
+fn bridge_name(o: &NetworkCreateOptions, id: &str) -> Result<String> {
+    Ok(match o.options.get("com.docker.network.bridge.name") {
+        Some(b)
+            if b.is_empty()
+                || b.len() > 15
+                || !b
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c)) =>
+        {
+            return Err(Error::InvalidArgument(format!(
+                "invalid bridge name {b:?}: at most 15 of [A-Za-z0-9_.-]"
+            )))
+        }
+        // The network owns its bridge and deletes it with itself: an
+        // interface that exists already (eth0, berth0, another
+        // network's) is never taken over.
+        Some(b) if nix::net::if_::if_nametoindex(b.as_str()).is_ok() => {
+            return Err(Error::Conflict(format!(
+                "bridge name {b} is taken by an existing interface"
+            )))
+        }
+        Some(b) => b.clone(),
+        None => format!("br-{}", &id[..12]),
+    })
 }

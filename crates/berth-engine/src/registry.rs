@@ -16,6 +16,10 @@ use berth_store::{LayerRef, NewImage};
 
 use crate::{Engine, Error, Result};
 
+mod credentials;
+
+use credentials::credentials;
+
 /// Layers downloaded at once unless configured.
 const DEFAULT_PARALLEL: usize = 3;
 
@@ -136,179 +140,6 @@ fn is_local(domain: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn docker_config_path() -> Option<PathBuf> {
-    Some(match std::env::var_os("DOCKER_CONFIG") {
-        Some(d) => PathBuf::from(d).join("config.json"),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".docker/config.json"),
-    })
-}
-
-/// The Docker client's config.json (credentials), as Docker finds it.
-fn docker_config() -> Option<serde_json::Value> {
-    serde_json::from_slice(&fs::read(docker_config_path()?).ok()?).ok()
-}
-
-/// The key `auths` uses for a registry.
-fn auth_key(domain: &str) -> String {
-    if domain == "docker.io" {
-        "https://index.docker.io/v1/".into()
-    } else {
-        domain.to_string()
-    }
-}
-
-/// Rewrites config.json whole with `change` applied, keeping every other
-/// setting, readable only by its owner.
-fn edit_docker_config(change: impl FnOnce(&mut serde_json::Value)) -> Result<()> {
-    let path = docker_config_path()
-        .ok_or_else(|| Error::InvalidArgument("neither DOCKER_CONFIG nor HOME is set".into()))?;
-    // A config.json we cannot read is the user's to fix, not ours to
-    // replace (it holds more than credentials).
-    let mut cfg = match fs::read(&path) {
-        Ok(b) => serde_json::from_slice::<serde_json::Value>(&b)
-            .ok()
-            .filter(|v| v.is_object())
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "{} is not a JSON object; fix or remove it",
-                    path.display()
-                ))
-            })?,
-        Err(_) => serde_json::json!({}),
-    };
-    change(&mut cfg);
-    let dir = path.parent().expect("a file in a directory");
-    fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
-    let tmp = dir.join(".config.json.tmp");
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(Error::io("write", &tmp))?;
-        let text = serde_json::to_string_pretty(&cfg).expect("serialises");
-        f.write_all(text.as_bytes())
-            .map_err(Error::io("write", &tmp))?;
-        f.sync_all().map_err(Error::io("sync", &tmp))?;
-    }
-    fs::rename(&tmp, &path).map_err(Error::io("write", &path))
-}
-
-/// `docker.io` for Docker Hub's many spellings, else the host as given.
-fn login_domain(server: Option<&str>) -> String {
-    let s = server.unwrap_or("docker.io");
-    let s = s
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    let s = s.strip_suffix("/v1").unwrap_or(s);
-    match s {
-        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".into(),
-        other => other.to_string(),
-    }
-}
-
-/// The keys config.json may know a registry by, Docker's first.
-fn auth_keys(domain: &str) -> Vec<String> {
-    let mut keys = vec![auth_key(domain)];
-    if domain == "docker.io" {
-        keys.extend(["index.docker.io".into(), "docker.io".into()]);
-    } else {
-        keys.extend([
-            format!("https://{domain}"),
-            format!("http://{domain}"),
-            format!("https://{domain}/v1/"),
-        ]);
-    }
-    keys
-}
-
-/// The credential helper config.json names for `domain` (its own, else
-/// the store for every registry).
-fn helper_for(cfg: &serde_json::Value, domain: &str) -> Option<String> {
-    auth_keys(domain)
-        .iter()
-        .find_map(|k| cfg.pointer(&format!("/credHelpers/{}", k.replace('/', "~1"))))
-        .or_else(|| cfg.get("credsStore"))
-        .and_then(|h| h.as_str())
-        .map(str::to_string)
-}
-
-/// Runs `docker-credential-<helper> <verb>` with `input` on stdin;
-/// returns what it printed.
-fn helper_run(helper: &str, verb: &str, input: &str) -> Result<Vec<u8>> {
-    let name = format!("docker-credential-{helper}");
-    let mut child = std::process::Command::new(&name)
-        .arg(verb)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::InvalidArgument(format!("credential helper {name}: {e}")))?;
-    if let Some(mut i) = child.stdin.take() {
-        let _ = i.write_all(input.as_bytes());
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::Internal(format!("credential helper {name}: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::InvalidArgument(format!(
-            "credential helper {name} {verb}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(out.stdout)
-}
-
-/// Credentials for `domain` from config.json: a credential helper named
-/// for it (or for every registry), else an `auths` entry.
-fn credentials(domain: &str) -> Auth {
-    let Some(cfg) = docker_config() else {
-        return Auth::Anonymous;
-    };
-    let keys = auth_keys(domain);
-    if let Some(h) = helper_for(&cfg, domain) {
-        if let Some(a) = helper_get(&h, &keys[0]) {
-            return a;
-        }
-    }
-    let auths = cfg.get("auths");
-    for k in &keys {
-        let Some(entry) = auths.and_then(|a| a.get(k)) else {
-            continue;
-        };
-        if let Some(t) = entry.get("identitytoken").and_then(|t| t.as_str()) {
-            return Auth::Bearer(t.to_string());
-        }
-        if let Some(raw) = entry
-            .get("auth")
-            .and_then(|a| a.as_str())
-            .and_then(berth_registry::base64_decode)
-        {
-            if let Some((u, p)) = String::from_utf8_lossy(&raw).split_once(':') {
-                return Auth::Basic(u.to_string(), p.to_string());
-            }
-        }
-    }
-    Auth::Anonymous
-}
-
-/// `docker-credential-<helper> get`.
-fn helper_get(helper: &str, server: &str) -> Option<Auth> {
-    let out = helper_run(helper, "get", server).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out).ok()?;
-    let user = v.get("Username")?.as_str()?.to_string();
-    let secret = v.get("Secret")?.as_str()?.to_string();
-    Some(if user == "<token>" {
-        Auth::Bearer(secret)
-    } else {
-        Auth::Basic(user, secret)
-    })
-}
-
 /// Docker's rule: registries on this machine's loopback, those named in
 /// insecure-registries and those the user says so of are insecure.
 fn transport(domain: &str, insecure: bool) -> Transport {
@@ -321,7 +152,7 @@ fn transport(domain: &str, insecure: bool) -> Transport {
 
 /// Registries named insecure in daemon.json (Docker's key).
 fn configured_insecure(domain: &str) -> bool {
-    crate::containers::lifecycle::daemon_config()
+    crate::config::daemon_config()
         .and_then(|v| v.get("insecure-registries").cloned())
         .and_then(|v| v.as_array().cloned())
         .is_some_and(|list| list.iter().any(|e| e.as_str() == Some(domain)))
@@ -429,68 +260,6 @@ impl Engine {
         Ok(out)
     }
 
-    /// `login`: checks the credentials against the registry and keeps
-    /// them in config.json (Docker's `auths`). Returns the registry name.
-    pub fn login(
-        &self,
-        server: Option<&str>,
-        user: &str,
-        password: &str,
-        insecure: bool,
-    ) -> Result<String> {
-        let domain = login_domain(server);
-        let client = client_with(
-            &domain,
-            insecure,
-            None,
-            Auth::Basic(user.into(), password.into()),
-        )?;
-        client
-            .check_login()
-            .map_err(|e| reg_err(&format!("login to {domain}"), e))?;
-        // With a credential helper configured, the secret goes to it and
-        // config.json only notes the registry, as Docker does.
-        let key = auth_key(&domain);
-        let helper = docker_config().and_then(|c| helper_for(&c, &domain));
-        let entry = match &helper {
-            Some(h) => {
-                let msg =
-                    serde_json::json!({"ServerURL": key, "Username": user, "Secret": password});
-                helper_run(h, "store", &msg.to_string())?;
-                serde_json::json!({})
-            }
-            None => serde_json::json!({
-                "auth": berth_registry::base64_encode(format!("{user}:{password}").as_bytes())
-            }),
-        };
-        edit_docker_config(|cfg| {
-            cfg["auths"][key.clone()] = entry;
-        })?;
-        Ok(domain)
-    }
-
-    /// `logout`: forgets the credentials; false if there were none.
-    pub fn logout(&self, server: Option<&str>) -> Result<(String, bool)> {
-        let domain = login_domain(server);
-        let key = auth_key(&domain);
-        let cfg = docker_config();
-        let mut had = cfg
-            .as_ref()
-            .and_then(|c| c.get("auths").and_then(|a| a.get(&key)).cloned())
-            .is_some();
-        if let Some(h) = cfg.as_ref().and_then(|c| helper_for(c, &domain)) {
-            had |= helper_run(&h, "erase", &key).is_ok();
-        }
-        if had {
-            edit_docker_config(|cfg| {
-                if let Some(a) = cfg.get_mut("auths").and_then(|a| a.as_object_mut()) {
-                    a.remove(&key);
-                }
-            })?;
-        }
-        Ok((domain, had))
-    }
-
     /// Where blobs being downloaded wait, kept across interrupted pulls so
     /// the next one resumes.
     fn downloads_dir(&self) -> Result<PathBuf> {
@@ -547,7 +316,95 @@ impl Engine {
             tag: r.tag().unwrap_or(&want).to_string(),
             repository: repo.clone(),
         });
-        let (mut bytes, mut media_type, top_digest) = self.fetch_manifest(&client, &repo, &want)?;
+        let (bytes, media_type, top_digest, manifest_digest) =
+            self.platform_manifest(&client, &repo, &want, name, opts)?;
+        let m = Manifest::from_slice(&bytes)?;
+        // Docker keeps the digest the user can pull again by (the index's
+        // for a multi-platform image) and no tag when a digest was named.
+        let tag_name = match (r.tag(), r.digest()) {
+            (Some(t), None) => Some(format!("{}:{t}", r.name())),
+            _ => None,
+        };
+        let repo_digest = format!("{}@{}", r.name(), top_digest);
+
+        // The config first (small): it names the layers' diff ids.
+        let config = m.config.digest.clone();
+        self.fetch_config(&client, &repo, &config, name)?;
+        let cfg = ImageConfig::from_slice(&self.store.read_blob(&config)?)?;
+        if cfg.rootfs.diff_ids.len() != m.layers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: the config lists {} layers but the manifest {}",
+                cfg.rootfs.diff_ids.len(),
+                m.layers.len()
+            )));
+        }
+        let already = self.store.image(&config)?.is_some_and(|img| {
+            img.manifest_digest == manifest_digest
+                && tag_name.as_ref().is_none_or(|t| img.tags.contains(t))
+        });
+
+        let mut todo = Vec::new();
+        for (l, diff_id) in m.layers.iter().zip(&cfg.rootfs.diff_ids) {
+            if self.store.has_blob(&l.digest) {
+                progress(PullEvent::AlreadyExists(short(&l.digest)));
+            } else if todo
+                .iter()
+                .any(|(t, _): &(berth_oci::Descriptor, Digest)| t.digest == l.digest)
+            {
+                // The same layer twice (empty layers often are): once.
+            } else {
+                progress(PullEvent::Waiting(short(&l.digest)));
+                todo.push((l.clone(), diff_id.clone()));
+            }
+        }
+        // Docker says "Already exists" and nothing more for those.
+        let fetching: Vec<Digest> = todo.iter().map(|(l, _)| l.digest.clone()).collect();
+        let parallel = if opts.parallel == 0 {
+            DEFAULT_PARALLEL
+        } else {
+            opts.parallel
+        };
+        let unpacked = self.download_layers(&client, &repo, todo, parallel, progress)?;
+
+        // Unpack what the cache lacks, then record the image.
+        let layers = self.layer_refs(&m, &cfg, &unpacked, &fetching, progress)?;
+        self.store.put_blob(&bytes)?;
+        let created = cfg
+            .created
+            .as_deref()
+            .and_then(berth_oci::time::parse_rfc3339);
+        self.store.put_image(
+            &NewImage {
+                id: config.clone(),
+                manifest_digest: manifest_digest.clone(),
+                manifest_media_type: media_type,
+                created,
+                parent: None,
+                layers,
+            },
+            &tag_name.iter().cloned().collect::<Vec<_>>(),
+            &[repo_digest],
+        )?;
+        Ok(Pulled {
+            id: config,
+            digest: top_digest,
+            reference: r.to_string(),
+            downloaded: !already,
+        })
+    }
+
+    /// The manifest to pull: `want`'s, or for an index the entry for the
+    /// platform asked for (or the host's). Returns its bytes and media
+    /// type, the digest of what `want` named, and the manifest's digest.
+    fn platform_manifest(
+        &self,
+        client: &Client,
+        repo: &str,
+        want: &str,
+        name: &str,
+        opts: &PullOptions,
+    ) -> Result<(Vec<u8>, String, Digest, Digest)> {
+        let (mut bytes, mut media_type, top_digest) = self.fetch_manifest(client, repo, want)?;
         let platform = match &opts.platform {
             Some(p) => Platform::parse(p)?,
             None => Platform::host(),
@@ -571,72 +428,45 @@ impl Engine {
                 .digest
                 .clone();
             (bytes, media_type, manifest_digest) =
-                self.fetch_manifest(&client, &repo, &d.to_string())?;
+                self.fetch_manifest(client, repo, &d.to_string())?;
         }
         if !media::is_manifest(&media_type) {
             return Err(Error::InvalidArgument(format!(
                 "{name}: unsupported manifest type {media_type}"
             )));
         }
-        let m = Manifest::from_slice(&bytes)?;
-        // Docker keeps the digest the user can pull again by (the index's
-        // for a multi-platform image) and no tag when a digest was named.
-        let tag_name = match (r.tag(), r.digest()) {
-            (Some(t), None) => Some(format!("{}:{t}", r.name())),
-            _ => None,
-        };
-        let repo_digest = format!("{}@{}", r.name(), top_digest);
+        Ok((bytes, media_type, top_digest, manifest_digest))
+    }
 
-        // The config first (small): it names the layers' diff ids.
-        let config = m.config.digest.clone();
-        if !self.store.has_blob(&config) {
+    /// The config first (small): it names the layers' diff ids.
+    fn fetch_config(&self, client: &Client, repo: &str, config: &Digest, name: &str) -> Result<()> {
+        if !self.store.has_blob(config) {
             let mut buf = MemSink(Vec::new());
             client
-                .blob(&repo, &config.to_string(), 0, &mut buf)
+                .blob(repo, &config.to_string(), 0, &mut buf)
                 .map_err(|e| reg_err(&format!("config {config}"), e))?;
-            if Digest::sha256_of(&buf.0) != config {
+            if Digest::sha256_of(&buf.0) != *config {
                 return Err(Error::InvalidArgument(format!(
                     "config {config} of {name}: the registry sent content with another digest"
                 )));
             }
             self.store.put_blob(&buf.0)?;
         }
-        let cfg = ImageConfig::from_slice(&self.store.read_blob(&config)?)?;
-        if cfg.rootfs.diff_ids.len() != m.layers.len() {
-            return Err(Error::InvalidArgument(format!(
-                "{name}: the config lists {} layers but the manifest {}",
-                cfg.rootfs.diff_ids.len(),
-                m.layers.len()
-            )));
-        }
-        let already = self.store.image(&config)?.is_some_and(|img| {
-            img.manifest_digest == manifest_digest
-                && tag_name.as_ref().is_none_or(|t| img.tags.contains(t))
-        });
+        Ok(())
+    }
 
+    /// Downloads `todo` on `parallel` threads, each unpacking a layer as
+    /// soon as it is down; returns the layers unpacked (diff id -> size).
+    fn download_layers(
+        &self,
+        client: &Client,
+        repo: &str,
+        todo: Vec<(berth_oci::Descriptor, Digest)>,
+        parallel: usize,
+        progress: &mut dyn FnMut(PullEvent),
+    ) -> Result<BTreeMap<Digest, u64>> {
         let (tx, rx) = mpsc::channel();
-        let mut todo = Vec::new();
-        for (l, diff_id) in m.layers.iter().zip(&cfg.rootfs.diff_ids) {
-            if self.store.has_blob(&l.digest) {
-                progress(PullEvent::AlreadyExists(short(&l.digest)));
-            } else if todo
-                .iter()
-                .any(|(t, _): &(berth_oci::Descriptor, Digest)| t.digest == l.digest)
-            {
-                // The same layer twice (empty layers often are): once.
-            } else {
-                progress(PullEvent::Waiting(short(&l.digest)));
-                todo.push((l.clone(), diff_id.clone()));
-            }
-        }
-        // Docker says "Already exists" and nothing more for those.
-        let fetching: Vec<Digest> = todo.iter().map(|(l, _)| l.digest.clone()).collect();
         let queue = Arc::new(Mutex::new(todo));
-        let parallel = if opts.parallel == 0 {
-            DEFAULT_PARALLEL
-        } else {
-            opts.parallel
-        };
         let downloads = self.downloads_dir()?;
         let root = self.store.root().to_path_buf();
         let failure: Mutex<Option<Error>> = Mutex::new(None);
@@ -646,8 +476,6 @@ impl Engine {
             for _ in 0..parallel {
                 let queue = queue.clone();
                 let tx = tx.clone();
-                let client = &client;
-                let repo = &repo;
                 let downloads = &downloads;
                 let failure = &failure;
                 let unpacked = &unpacked;
@@ -699,9 +527,18 @@ impl Engine {
         if let Some(e) = failure.into_inner().expect("not poisoned") {
             return Err(e);
         }
-        let unpacked = unpacked.into_inner().expect("not poisoned");
+        Ok(unpacked.into_inner().expect("not poisoned"))
+    }
 
-        // Unpack what the cache lacks, then record the image.
+    /// Unpacks what the cache lacks; the image's layers as recorded.
+    fn layer_refs(
+        &self,
+        m: &Manifest,
+        cfg: &ImageConfig,
+        unpacked: &BTreeMap<Digest, u64>,
+        fetching: &[Digest],
+        progress: &mut dyn FnMut(PullEvent),
+    ) -> Result<Vec<LayerRef>> {
         let mut layers = Vec::new();
         for (l, diff_id) in m.layers.iter().zip(&cfg.rootfs.diff_ids) {
             let size = match (unpacked.get(diff_id), self.store.layer_size(diff_id)?) {
@@ -724,29 +561,7 @@ impl Engine {
                 blob_size: l.size,
             });
         }
-        self.store.put_blob(&bytes)?;
-        let created = cfg
-            .created
-            .as_deref()
-            .and_then(berth_oci::time::parse_rfc3339);
-        self.store.put_image(
-            &NewImage {
-                id: config.clone(),
-                manifest_digest: manifest_digest.clone(),
-                manifest_media_type: media_type,
-                created,
-                parent: None,
-                layers,
-            },
-            &tag_name.iter().cloned().collect::<Vec<_>>(),
-            &[repo_digest],
-        )?;
-        Ok(Pulled {
-            id: config,
-            digest: top_digest,
-            reference: r.to_string(),
-            downloaded: !already,
-        })
+        Ok(layers)
     }
 
     /// `push`: an image of the store to the registry its name says.

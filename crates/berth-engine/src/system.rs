@@ -180,12 +180,12 @@ impl Engine {
                 }
             }
         }
-        let cache_mounts = crate::containers::dir_size(&self.root().join("build-cache-mounts"));
+        let cache_mounts = crate::sys::dir_size(&self.root().join("build-cache-mounts"));
 
         let volumes = self.list_volumes(None)?;
         let (mut vol_active, mut vol_size, mut vol_free) = (0, 0, 0);
         for v in &volumes {
-            let size = crate::containers::dir_size(&v.mountpoint);
+            let size = crate::sys::dir_size(&v.mountpoint);
             vol_size += size;
             if self.volume_users(&v.name)?.is_empty() {
                 vol_free += size;

@@ -125,7 +125,7 @@ impl Engine {
     pub fn volume_users(&self, name: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for row in self.store.containers()? {
-            let spec: crate::containers::Spec = match serde_json::from_str(&row.config) {
+            let spec: crate::containers::model::Spec = match serde_json::from_str(&row.config) {
                 Ok(s) => s,
                 Err(_) => continue,
             };
@@ -185,7 +185,7 @@ impl Engine {
         }
         self.store.delete_volume(name)?;
         let dir = self.root().join("volumes").join(name);
-        crate::containers::remove_tree(&dir)?;
+        crate::sys::remove_tree(&dir)?;
         self.emit_volume("destroy", name, &[]);
         Ok(())
     }
@@ -198,7 +198,7 @@ impl Engine {
             if !all && !v.anonymous {
                 continue;
             }
-            bytes += crate::containers::dir_size(&v.mountpoint);
+            bytes += crate::sys::dir_size(&v.mountpoint);
             self.remove_volume(&v.name, false)?;
             gone.push(v.name);
         }

@@ -4,12 +4,13 @@
 //! record exists.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use berth_oci::{time, ImageConfig};
+use berth_oci::{time, ContainerConfig, ImageConfig};
 use berth_store::ContainerRow;
 
-use super::{names, Config, Container, HostConfig, MountPoint, RestartPolicy, Spec, State, Ulimit};
+use super::limits::{check_cpuset, check_reservation, parse_bytes, parse_restart};
+use super::{names, Config, Container, HostConfig, Spec, State, Ulimit};
 use crate::{Engine, Error, Result};
 
 pub(crate) const DEFAULT_PATH: &str =
@@ -146,56 +147,6 @@ fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidArgument(msg.into())
 }
 
-/// Docker's RAMInBytes: `512m`, `1g`, `100k`, `1024b` or plain bytes,
-/// binary units.
-pub fn parse_bytes(s: &str) -> Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').filter(|r| !r.is_empty()).unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| invalid(format!("invalid size: '{s}'")))?;
-    if n < 0.0 {
-        return Err(invalid(format!("invalid size: '{s}'")));
-    }
-    Ok((n * mult as f64) as i64)
-}
-
-pub(super) fn parse_restart(s: &str) -> Result<RestartPolicy> {
-    let (name, count) = match s.split_once(':') {
-        Some((n, c)) => (n, Some(c)),
-        None => (s, None),
-    };
-    let max = match (name, count) {
-        ("on-failure", Some(c)) => c
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| invalid(format!("invalid restart policy format: maximum retry count must be a positive integer: {c}")))?,
-        (_, Some(_)) => {
-            return Err(invalid(format!(
-                "invalid restart policy format: maximum retry count can only be used with 'on-failure': {s}"
-            )))
-        }
-        _ => 0,
-    };
-    match name {
-        "" | "no" | "always" | "unless-stopped" | "on-failure" => Ok(RestartPolicy {
-            name: if name.is_empty() { "no" } else { name }.to_string(),
-            maximum_retry_count: max,
-        }),
-        _ => Err(invalid(format!(
-            "invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
-        ))),
-    }
-}
-
 fn parse_ulimit(s: &str) -> Result<Ulimit> {
     let bad = || invalid(format!("invalid ulimit argument: {s}"));
     let (name, vals) = s.split_once('=').ok_or_else(bad)?;
@@ -300,195 +251,7 @@ pub(crate) fn set_env(env: &mut Vec<String>, entry: String) {
     }
 }
 
-fn random_volume_name() -> String {
-    crate::ids::random_hex64()
-}
-
-fn clean_dest(d: &str, what: &str) -> Result<String> {
-    if !d.starts_with('/') {
-        return Err(invalid(format!(
-            "invalid {what}: mount path must be absolute: {d}"
-        )));
-    }
-    let cleaned = berth_layer_clean(d);
-    if cleaned == "/" {
-        return Err(invalid(format!("invalid {what}: destination can't be '/'")));
-    }
-    Ok(cleaned)
-}
-
-/// Lexically cleans an absolute path (no `.`/`..`, no double slashes).
-fn berth_layer_clean(p: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            x => out.push(x),
-        }
-    }
-    format!("/{}", out.join("/"))
-}
-
 impl Engine {
-    fn parse_volume_flag(&self, spec: &str) -> Result<MountPoint> {
-        let parts: Vec<&str> = spec.split(':').collect();
-        let (src, dst, mode) = match parts.as_slice() {
-            [d] => ("", *d, ""),
-            [s, d] => (*s, *d, ""),
-            [s, d, m] => (*s, *d, *m),
-            _ => return Err(invalid(format!("invalid volume specification: '{spec}'"))),
-        };
-        let dst = clean_dest(dst, &format!("volume specification: '{spec}'"))
-            .map_err(|_| invalid(format!("invalid volume specification: '{spec}'")))?;
-        let mut rw = true;
-        let mut propagation = "rprivate".to_string();
-        for m in mode.split(',').filter(|m| !m.is_empty()) {
-            match m {
-                "ro" => rw = false,
-                "rw" => rw = true,
-                "z" | "Z" | "nocopy" | "consistent" | "cached" | "delegated" => {}
-                "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
-                    propagation = m.to_string()
-                }
-                _ => {
-                    return Err(invalid(format!(
-                        "invalid mode: {m} in volume specification: '{spec}'"
-                    )))
-                }
-            }
-        }
-        if src.starts_with('/') {
-            let src = berth_layer_clean(src);
-            // -v creates a missing host directory, as Docker does.
-            if !Path::new(&src).exists() {
-                std::fs::create_dir_all(&src).map_err(Error::io("create", &src))?;
-            }
-            return Ok(MountPoint {
-                kind: "bind".into(),
-                name: String::new(),
-                source: src,
-                destination: dst,
-                driver: String::new(),
-                mode: mode.to_string(),
-                rw,
-                propagation,
-                tmpfs_options: String::new(),
-                anonymous: false,
-            });
-        }
-        let (name, anonymous) = if src.is_empty() {
-            (random_volume_name(), true)
-        } else {
-            super::super::volumes::validate_name(src)?;
-            (src.to_string(), false)
-        };
-        Ok(MountPoint {
-            kind: "volume".into(),
-            source: String::new(),
-            name,
-            destination: dst,
-            driver: "local".into(),
-            mode: mode.to_string(),
-            rw,
-            propagation: String::new(),
-            tmpfs_options: String::new(),
-            anonymous,
-        })
-    }
-
-    fn parse_mount_flag(&self, spec: &str) -> Result<MountPoint> {
-        let mut kind = "volume".to_string();
-        let mut src = String::new();
-        let mut dst = String::new();
-        let mut rw = true;
-        let mut size = None;
-        let mut mode = None;
-        for field in spec.split(',') {
-            let (k, v) = match field.split_once('=') {
-                Some((k, v)) => (k.trim(), v.trim()),
-                None => (field.trim(), ""),
-            };
-            match k {
-                "type" => kind = v.to_string(),
-                "source" | "src" => src = v.to_string(),
-                "target" | "destination" | "dst" => dst = v.to_string(),
-                "readonly" | "ro" => rw = !matches!(v, "" | "true" | "1"),
-                "tmpfs-size" => size = Some(parse_bytes(v)?),
-                "tmpfs-mode" => mode = Some(v.to_string()),
-                "volume-nocopy" | "bind-propagation" | "consistency" | "volume-driver" => {}
-                _ => return Err(invalid(format!("unexpected key '{k}' in '{field}'"))),
-            }
-        }
-        if dst.is_empty() {
-            return Err(invalid(
-                "invalid mount config: field Target must not be empty",
-            ));
-        }
-        let dst = clean_dest(&dst, "mount config")?;
-        let mut m = MountPoint {
-            kind: kind.clone(),
-            name: String::new(),
-            source: String::new(),
-            destination: dst,
-            driver: String::new(),
-            mode: String::new(),
-            rw,
-            propagation: String::new(),
-            tmpfs_options: String::new(),
-            anonymous: false,
-        };
-        match kind.as_str() {
-            "bind" => {
-                if src.is_empty() {
-                    return Err(invalid(
-                        "invalid mount config for type \"bind\": field Source must not be empty",
-                    ));
-                }
-                if !Path::new(&src).exists() {
-                    return Err(invalid(format!(
-                        "invalid mount config for type \"bind\": bind source path does not exist: {src}"
-                    )));
-                }
-                m.source = berth_layer_clean(&src);
-                m.propagation = "rprivate".into();
-            }
-            "volume" => {
-                if src.is_empty() {
-                    m.name = random_volume_name();
-                    m.anonymous = true;
-                } else {
-                    super::super::volumes::validate_name(&src)?;
-                    m.name = src;
-                }
-                m.driver = "local".into();
-            }
-            "tmpfs" => {
-                if !src.is_empty() {
-                    return Err(invalid(
-                        "invalid mount config for type \"tmpfs\": field Source must not be specified",
-                    ));
-                }
-                let mut opts = vec![];
-                if let Some(s) = size {
-                    opts.push(format!("size={s}"));
-                }
-                if let Some(md) = mode {
-                    opts.push(format!("mode={md}"));
-                }
-                m.tmpfs_options = opts.join(",");
-            }
-            other => {
-                return Err(invalid(format!(
-                    "invalid mount config: mount type unknown: \"{other}\""
-                )))
-            }
-        }
-        Ok(m)
-    }
-
     /// Records a new container; nothing runs yet.
     pub fn create_container(&self, opts: &CreateOptions) -> Result<Container> {
         let image = self.resolve_image(&opts.image)?;
@@ -496,26 +259,7 @@ impl Engine {
         let img = ImageConfig::from_slice(&cfg_bytes)?;
         let ic = img.config.clone().unwrap_or_default();
 
-        // ENTRYPOINT / CMD, Docker's way: --entrypoint replaces the image's
-        // and drops its CMD; arguments replace CMD.
-        let (entrypoint, cmd) = match &opts.entrypoint {
-            Some(e) => {
-                let ep = if e.is_empty() {
-                    vec![]
-                } else {
-                    vec![e.clone()]
-                };
-                (ep, opts.cmd.clone())
-            }
-            None => {
-                let cmd = if opts.cmd.is_empty() {
-                    ic.cmd.clone().unwrap_or_default()
-                } else {
-                    opts.cmd.clone()
-                };
-                (ic.entrypoint.clone().unwrap_or_default(), cmd)
-            }
-        };
+        let (entrypoint, cmd) = command_of(opts, &ic);
         let argv: Vec<String> = entrypoint.iter().chain(cmd.iter()).cloned().collect();
         if argv.is_empty() {
             return Err(invalid("No command specified"));
@@ -531,6 +275,77 @@ impl Engine {
         }
         let restart = parse_restart(opts.restart.as_deref().unwrap_or("no"))?;
 
+        let net = self.plan_network(opts)?;
+        let mut env = env_of(opts, &ic)?;
+        let labels = labels_of(opts, &ic);
+        let mp = self.plan_mounts(opts, &ic)?;
+
+        let ulimits = opts
+            .ulimits
+            .iter()
+            .map(|u| parse_ulimit(u))
+            .collect::<Result<Vec<_>>>()?;
+        check_security(opts)?;
+        let limits = parse_limits(opts)?;
+
+        let runtime = match &opts.runtime {
+            Some(r) => r.clone(),
+            None => self.default_runtime(),
+        };
+        // Fail now on a runtime that isn't there.
+        berth_runtime::open(&runtime, &self.runroot().join("runtime"))
+            .map_err(|e| invalid(e.to_string()))?;
+
+        let id = self.new_container_id()?;
+        let hostname = hostname_of(opts, &net.network, &id)?;
+        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+            env.insert(1.min(env.len()), format!("HOSTNAME={hostname}"));
+        }
+        let config = config_of(opts, &ic, hostname, env, labels, entrypoint, cmd)?;
+        let port_bindings = port_bindings_of(opts, &ic, net.own_net)?;
+        let host = HostConfig {
+            port_bindings,
+            publish_all_ports: opts.publish_all,
+            binds: mp.binds,
+            network_mode: net.network,
+            dns: opts.dns.clone(),
+            dns_search: opts.dns_search.clone(),
+            dns_options: opts.dns_options.clone(),
+            extra_hosts: net.extra_hosts,
+            restart_policy: restart,
+            auto_remove: opts.auto_remove,
+            cap_add: opts.cap_add.clone(),
+            cap_drop: opts.cap_drop.clone(),
+            privileged: opts.privileged,
+            readonly_rootfs: opts.read_only,
+            security_opt: opts.security_opt.clone(),
+            tmpfs: mp.tmpfs,
+            shm_size: limits.shm_size,
+            runtime,
+            memory: limits.memory,
+            memory_swap: limits.memory_swap,
+            memory_reservation: limits.memory_reservation,
+            nano_cpus: limits.nano_cpus,
+            cpu_shares: opts.cpu_shares.unwrap_or(0),
+            cpuset_cpus: limits.cpuset_cpus,
+            pids_limit: opts.pids_limit.filter(|p| *p != 0),
+            ulimits,
+            init: opts.init,
+        };
+        let spec = Spec {
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            config,
+            host,
+            mounts: mp.mounts,
+            image_id: image.id.to_string(),
+            networks: net.networks,
+        };
+        self.record_container(opts, id, image.id.to_string(), spec)
+    }
+
+    /// The network it is created on, what it asks of it, and `--add-host`.
+    fn plan_network(&self, opts: &CreateOptions) -> Result<NetPlan> {
         let network = match opts.network.as_deref() {
             None | Some("default") => crate::networks::DEFAULT.to_string(),
             Some(n) => n.to_string(),
@@ -579,215 +394,24 @@ impl Engine {
         if own_net {
             networks.insert(
                 network.clone(),
-                crate::network::EndpointConfig {
+                crate::net_model::EndpointConfig {
                     aliases: opts.network_aliases.clone(),
                     ipv4_address: opts.ip.clone().unwrap_or_default(),
                     mac_address: opts.mac_address.clone().unwrap_or_default(),
                 },
             );
         }
+        Ok(NetPlan {
+            network,
+            own_net,
+            extra_hosts,
+            networks,
+        })
+    }
 
-        // Env: the image's, then -e and --env-file in order.
-        let mut image_env = ic.env.clone().unwrap_or_default();
-        if !image_env.iter().any(|e| e.starts_with("PATH=")) {
-            image_env.insert(0, DEFAULT_PATH.to_string());
-        }
-        let mut env = EnvList::new(image_env);
-        for f in &opts.env_files {
-            let text = std::fs::read_to_string(f).map_err(|e| {
-                invalid(format!(
-                    "open {}: {}",
-                    f.display(),
-                    e.kind().to_string().to_lowercase()
-                ))
-            })?;
-            for line in text.lines() {
-                let l = line.trim_start();
-                if l.is_empty() || l.starts_with('#') {
-                    continue;
-                }
-                env.entry(l);
-            }
-        }
-        for e in &opts.env {
-            if e.starts_with('=') {
-                return Err(invalid(format!("invalid environment variable: {e}")));
-            }
-            env.entry(e);
-        }
-        if opts.tty && !env.has("TERM") {
-            env.set("TERM=xterm".into());
-        }
-        let mut env = env.list;
-
-        let mut labels: BTreeMap<String, String> = ic.labels.clone().unwrap_or_default();
-        for l in &opts.labels {
-            let (k, v) = l.split_once('=').unwrap_or((l, ""));
-            labels.insert(k.to_string(), v.to_string());
-        }
-
-        // Mounts: -v, --mount, --tmpfs; then the image's VOLUMEs that no
-        // mount covers become anonymous volumes.
-        let mut mounts: Vec<MountPoint> = Vec::new();
-        let mut binds = Vec::new();
-        for v in &opts.volumes {
-            let m = self.parse_volume_flag(v)?;
-            if m.kind == "bind" || !m.anonymous {
-                binds.push(v.clone());
-            }
-            mounts.push(m);
-        }
-        for v in &opts.mounts {
-            mounts.push(self.parse_mount_flag(v)?);
-        }
-        let mut tmpfs = BTreeMap::new();
-        for t in &opts.tmpfs {
-            let (dst, o) = t.split_once(':').unwrap_or((t, ""));
-            let dst = clean_dest(dst, "tmpfs")?;
-            tmpfs.insert(dst.clone(), o.to_string());
-            mounts.push(MountPoint {
-                kind: "tmpfs".into(),
-                name: String::new(),
-                source: String::new(),
-                destination: dst,
-                driver: String::new(),
-                mode: String::new(),
-                rw: !o.split(',').any(|x| x == "ro"),
-                propagation: String::new(),
-                tmpfs_options: o.to_string(),
-                anonymous: false,
-            });
-        }
-        for (dst, _) in ic.volumes.clone().unwrap_or_default() {
-            let dst = berth_layer_clean(&dst);
-            if mounts.iter().any(|m| m.destination == dst) {
-                continue;
-            }
-            mounts.push(MountPoint {
-                kind: "volume".into(),
-                name: random_volume_name(),
-                source: String::new(),
-                destination: dst,
-                driver: "local".into(),
-                mode: String::new(),
-                rw: true,
-                propagation: String::new(),
-                tmpfs_options: String::new(),
-                anonymous: true,
-            });
-        }
-        {
-            let mut seen = std::collections::HashSet::new();
-            for m in &mounts {
-                if !seen.insert(m.destination.clone()) {
-                    return Err(invalid(format!("Duplicate mount point: {}", m.destination)));
-                }
-            }
-        }
-
-        let ulimits = opts
-            .ulimits
-            .iter()
-            .map(|u| parse_ulimit(u))
-            .collect::<Result<Vec<_>>>()?;
-        for o in &opts.security_opt {
-            let ok = o == "no-new-privileges"
-                || o == "no-new-privileges:true"
-                || o == "no-new-privileges=true"
-                || o == "no-new-privileges:false"
-                || o == "no-new-privileges=false"
-                || o.starts_with("seccomp=")
-                || o.starts_with("seccomp:")
-                || o.starts_with("label=")
-                || o.starts_with("apparmor=");
-            if !ok {
-                return Err(invalid(format!("invalid --security-opt: \"{o}\"")));
-            }
-            if let Some(path) = o
-                .strip_prefix("seccomp=")
-                .or_else(|| o.strip_prefix("seccomp:"))
-            {
-                if path != "unconfined" {
-                    let text = std::fs::read_to_string(path).map_err(|e| {
-                        invalid(format!("opening seccomp profile ({path}) failed: {e}"))
-                    })?;
-                    serde_json::from_str::<serde_json::Value>(&text)
-                        .map_err(|e| invalid(format!("decoding seccomp profile failed: {e}")))?;
-                }
-            }
-        }
-        // Caps are checked now so a typo fails create, not start.
-        berth_runtime::spec::capabilities(&opts.cap_add, &opts.cap_drop, opts.privileged)
-            .map_err(|e| invalid(e.to_string()))?;
-
-        let memory = opts
-            .memory
-            .as_deref()
-            .map(parse_bytes)
-            .transpose()?
-            .unwrap_or(0);
-        if memory != 0 && memory < 6 << 20 {
-            return Err(invalid("Minimum memory limit allowed is 6MB"));
-        }
-        let memory_swap = match opts.memory_swap.as_deref() {
-            Some("-1") => -1,
-            Some(s) => parse_bytes(s)?,
-            None => 0,
-        };
-        if memory_swap > 0 && memory == 0 {
-            return Err(invalid(
-                "You should always set the Memory limit when using Memoryswap limit",
-            ));
-        }
-        if memory_swap > 0 && memory_swap < memory {
-            return Err(invalid(
-                "Minimum memoryswap limit should be larger than memory limit, see usage",
-            ));
-        }
-        let memory_reservation = opts
-            .memory_reservation
-            .as_deref()
-            .map(parse_bytes)
-            .transpose()?
-            .unwrap_or(0);
-        super::update::check_reservation(memory, memory_reservation)?;
-        let cpuset_cpus = opts.cpuset_cpus.clone().unwrap_or_default();
-        super::update::check_cpuset(&cpuset_cpus)?;
-        let nano_cpus = match opts.cpus {
-            Some(c) if c < 0.0 => {
-                return Err(invalid(format!(
-                    "invalid argument \"{c}\" for \"--cpus\" flag"
-                )))
-            }
-            Some(c) => {
-                let max = std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1);
-                if c > max as f64 {
-                    return Err(invalid(format!(
-                        "range of CPUs is from 0.01 to {max}.00, as there are only {max} CPUs available"
-                    )));
-                }
-                (c * 1e9) as i64
-            }
-            None => 0,
-        };
-        let shm_size = opts
-            .shm_size
-            .as_deref()
-            .map(parse_bytes)
-            .transpose()?
-            .unwrap_or(64 << 20) as u64;
-
-        let runtime = match &opts.runtime {
-            Some(r) => r.clone(),
-            None => self.default_runtime(),
-        };
-        // Fail now on a runtime that isn't there.
-        berth_runtime::open(&runtime, &self.runroot().join("runtime"))
-            .map_err(|e| invalid(e.to_string()))?;
-
-        let id = loop {
+    /// A fresh id, unused and never all digits in its short form.
+    fn new_container_id(&self) -> Result<String> {
+        Ok(loop {
             let id = crate::ids::random_hex64();
             // Ids must never look like a number, or short ids would too.
             if id[..12].bytes().any(|b| b.is_ascii_alphabetic())
@@ -795,120 +419,18 @@ impl Engine {
             {
                 break id;
             }
-        };
-        let hostname = opts.hostname.clone().unwrap_or_else(|| {
-            if network == "host" {
-                nix::unistd::gethostname()
-                    .ok()
-                    .and_then(|h| h.into_string().ok())
-                    .unwrap_or_default()
-            } else {
-                id[..12].to_string()
-            }
-        });
-        if let Some(h) = &opts.hostname {
-            if h.len() > 63 || h.is_empty() {
-                return Err(invalid(format!("invalid hostname format: {h}")));
-            }
-        }
-        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
-            env.insert(1.min(env.len()), format!("HOSTNAME={hostname}"));
-        }
+        })
+    }
 
-        let config = Config {
-            hostname,
-            domainname: String::new(),
-            user: opts.user.clone().or(ic.user.clone()).unwrap_or_default(),
-            attach_stdin: opts.attach && opts.interactive,
-            attach_stdout: opts.attach,
-            attach_stderr: opts.attach,
-            tty: opts.tty,
-            open_stdin: opts.interactive,
-            stdin_once: opts.attach && opts.interactive,
-            env,
-            cmd: if cmd.is_empty() { None } else { Some(cmd) },
-            image: opts.image.clone(),
-            working_dir: opts
-                .workdir
-                .clone()
-                .or(ic.working_dir.clone())
-                .unwrap_or_default(),
-            entrypoint: if entrypoint.is_empty() {
-                None
-            } else {
-                Some(entrypoint)
-            },
-            labels,
-            stop_signal: opts.stop_signal.clone().or(ic.stop_signal.clone()),
-            stop_timeout: opts.stop_timeout,
-            healthcheck: healthcheck(opts, ic.healthcheck.as_ref())?,
-        };
-        if !config.working_dir.is_empty() && !config.working_dir.starts_with('/') {
-            return Err(invalid(format!(
-                "the working directory '{}' is invalid, it needs to be an absolute path",
-                config.working_dir
-            )));
-        }
-        if let Some(sig) = &config.stop_signal {
-            super::lifecycle::parse_signal(sig)?;
-        }
-        // Published ports only mean something on a bridge (Docker drops
-        // them for host and none too).
-        let mut port_bindings = crate::network::parse_publish(&opts.publish)?;
-        if opts.publish_all {
-            for p in ic.exposed_ports.iter().flat_map(|m| m.keys()) {
-                let key = if p.contains('/') {
-                    p.clone()
-                } else {
-                    format!("{p}/tcp")
-                };
-                port_bindings
-                    .entry(key)
-                    .or_insert_with(|| vec![crate::PortBinding::default()]);
-            }
-        }
-        if !own_net {
-            port_bindings.clear();
-        }
-        let host = HostConfig {
-            port_bindings,
-            publish_all_ports: opts.publish_all,
-            binds,
-            network_mode: network,
-            dns: opts.dns.clone(),
-            dns_search: opts.dns_search.clone(),
-            dns_options: opts.dns_options.clone(),
-            extra_hosts,
-            restart_policy: restart,
-            auto_remove: opts.auto_remove,
-            cap_add: opts.cap_add.clone(),
-            cap_drop: opts.cap_drop.clone(),
-            privileged: opts.privileged,
-            readonly_rootfs: opts.read_only,
-            security_opt: opts.security_opt.clone(),
-            tmpfs,
-            shm_size,
-            runtime,
-            memory,
-            memory_swap,
-            memory_reservation,
-            nano_cpus,
-            cpu_shares: opts.cpu_shares.unwrap_or(0),
-            cpuset_cpus,
-            pids_limit: opts.pids_limit.filter(|p| *p != 0),
-            ulimits,
-            init: opts.init,
-        };
-        let spec = Spec {
-            path: argv[0].clone(),
-            args: argv[1..].to_vec(),
-            config,
-            host,
-            mounts,
-            image_id: image.id.to_string(),
-            networks,
-        };
-
+    /// Makes its volumes, then inserts the record under its name (or a
+    /// generated one) and makes its upper and work dirs.
+    fn record_container(
+        &self,
+        opts: &CreateOptions,
+        id: String,
+        image_id: String,
+        spec: Spec,
+    ) -> Result<Container> {
         // Volumes exist before the record that uses them.
         for m in spec.mounts.iter().filter(|m| m.kind == "volume") {
             self.ensure_volume(&m.name, m.anonymous)?;
@@ -929,7 +451,7 @@ impl Engine {
             let row = ContainerRow {
                 id: id.clone(),
                 name: name.clone(),
-                image_id: image.id.to_string(),
+                image_id: image_id.clone(),
                 created,
                 config: serde_json::to_string(&spec).expect("serialises"),
                 state: serde_json::to_string(&state).expect("serialises"),
@@ -965,7 +487,7 @@ impl Engine {
         let c = Container {
             id,
             name,
-            image_id: image.id.to_string(),
+            image_id,
             created,
             spec,
             state,
@@ -975,30 +497,299 @@ impl Engine {
     }
 }
 
+/// The network part of a create: the mode, the networks it joins at
+/// start, and `--add-host` as Docker records it.
+struct NetPlan {
+    network: String,
+    own_net: bool,
+    extra_hosts: Vec<String>,
+    networks: BTreeMap<String, crate::net_model::EndpointConfig>,
+}
+
+/// Resource limits, checked as Docker checks them.
+struct Limits {
+    memory: i64,
+    memory_swap: i64,
+    memory_reservation: i64,
+    cpuset_cpus: String,
+    nano_cpus: i64,
+    shm_size: u64,
+}
+
+/// ENTRYPOINT / CMD, Docker's way: --entrypoint replaces the image's and
+/// drops its CMD; arguments replace CMD.
+fn command_of(opts: &CreateOptions, ic: &ContainerConfig) -> (Vec<String>, Vec<String>) {
+    match &opts.entrypoint {
+        Some(e) => {
+            let ep = if e.is_empty() {
+                vec![]
+            } else {
+                vec![e.clone()]
+            };
+            (ep, opts.cmd.clone())
+        }
+        None => {
+            let cmd = if opts.cmd.is_empty() {
+                ic.cmd.clone().unwrap_or_default()
+            } else {
+                opts.cmd.clone()
+            };
+            (ic.entrypoint.clone().unwrap_or_default(), cmd)
+        }
+    }
+}
+
+/// Env: the image's, then -e and --env-file in order.
+fn env_of(opts: &CreateOptions, ic: &ContainerConfig) -> Result<Vec<String>> {
+    let mut image_env = ic.env.clone().unwrap_or_default();
+    if !image_env.iter().any(|e| e.starts_with("PATH=")) {
+        image_env.insert(0, DEFAULT_PATH.to_string());
+    }
+    let mut env = EnvList::new(image_env);
+    for f in &opts.env_files {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            invalid(format!(
+                "open {}: {}",
+                f.display(),
+                e.kind().to_string().to_lowercase()
+            ))
+        })?;
+        for line in text.lines() {
+            let l = line.trim_start();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            env.entry(l);
+        }
+    }
+    for e in &opts.env {
+        if e.starts_with('=') {
+            return Err(invalid(format!("invalid environment variable: {e}")));
+        }
+        env.entry(e);
+    }
+    if opts.tty && !env.has("TERM") {
+        env.set("TERM=xterm".into());
+    }
+    Ok(env.list)
+}
+
+/// The image's labels, then `--label`.
+fn labels_of(opts: &CreateOptions, ic: &ContainerConfig) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = ic.labels.clone().unwrap_or_default();
+    for l in &opts.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    labels
+}
+
+/// `--security-opt` values Berth knows (a seccomp profile must parse),
+/// and `--cap-add`/`--cap-drop`.
+fn check_security(opts: &CreateOptions) -> Result<()> {
+    for o in &opts.security_opt {
+        let ok = o == "no-new-privileges"
+            || o == "no-new-privileges:true"
+            || o == "no-new-privileges=true"
+            || o == "no-new-privileges:false"
+            || o == "no-new-privileges=false"
+            || o.starts_with("seccomp=")
+            || o.starts_with("seccomp:")
+            || o.starts_with("label=")
+            || o.starts_with("apparmor=");
+        if !ok {
+            return Err(invalid(format!("invalid --security-opt: \"{o}\"")));
+        }
+        if let Some(path) = o
+            .strip_prefix("seccomp=")
+            .or_else(|| o.strip_prefix("seccomp:"))
+        {
+            if path != "unconfined" {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    invalid(format!("opening seccomp profile ({path}) failed: {e}"))
+                })?;
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map_err(|e| invalid(format!("decoding seccomp profile failed: {e}")))?;
+            }
+        }
+    }
+    // Caps are checked now so a typo fails create, not start.
+    berth_runtime::spec::capabilities(&opts.cap_add, &opts.cap_drop, opts.privileged)
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(())
+}
+
+/// `--memory`, `--memory-swap`, `--memory-reservation`, `--cpuset-cpus`,
+/// `--cpus` and `--shm-size`.
+fn parse_limits(opts: &CreateOptions) -> Result<Limits> {
+    let memory = opts
+        .memory
+        .as_deref()
+        .map(parse_bytes)
+        .transpose()?
+        .unwrap_or(0);
+    if memory != 0 && memory < 6 << 20 {
+        return Err(invalid("Minimum memory limit allowed is 6MB"));
+    }
+    let memory_swap = match opts.memory_swap.as_deref() {
+        Some("-1") => -1,
+        Some(s) => parse_bytes(s)?,
+        None => 0,
+    };
+    if memory_swap > 0 && memory == 0 {
+        return Err(invalid(
+            "You should always set the Memory limit when using Memoryswap limit",
+        ));
+    }
+    if memory_swap > 0 && memory_swap < memory {
+        return Err(invalid(
+            "Minimum memoryswap limit should be larger than memory limit, see usage",
+        ));
+    }
+    let memory_reservation = opts
+        .memory_reservation
+        .as_deref()
+        .map(parse_bytes)
+        .transpose()?
+        .unwrap_or(0);
+    check_reservation(memory, memory_reservation)?;
+    let cpuset_cpus = opts.cpuset_cpus.clone().unwrap_or_default();
+    check_cpuset(&cpuset_cpus)?;
+    let nano_cpus = match opts.cpus {
+        Some(c) if c < 0.0 => {
+            return Err(invalid(format!(
+                "invalid argument \"{c}\" for \"--cpus\" flag"
+            )))
+        }
+        Some(c) => {
+            let max = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            if c > max as f64 {
+                return Err(invalid(format!(
+                    "range of CPUs is from 0.01 to {max}.00, as there are only {max} CPUs available"
+                )));
+            }
+            (c * 1e9) as i64
+        }
+        None => 0,
+    };
+    let shm_size = opts
+        .shm_size
+        .as_deref()
+        .map(parse_bytes)
+        .transpose()?
+        .unwrap_or(64 << 20) as u64;
+    Ok(Limits {
+        memory,
+        memory_swap,
+        memory_reservation,
+        cpuset_cpus,
+        nano_cpus,
+        shm_size,
+    })
+}
+
+/// The hostname: `--hostname`, the host's for `--network host`, else the
+/// short id.
+fn hostname_of(opts: &CreateOptions, network: &str, id: &str) -> Result<String> {
+    let hostname = opts.hostname.clone().unwrap_or_else(|| {
+        if network == "host" {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_default()
+        } else {
+            id[..12].to_string()
+        }
+    });
+    if let Some(h) = &opts.hostname {
+        if h.len() > 63 || h.is_empty() {
+            return Err(invalid(format!("invalid hostname format: {h}")));
+        }
+    }
+    Ok(hostname)
+}
+
+/// Docker's `Config`: the options over the image's config.
+fn config_of(
+    opts: &CreateOptions,
+    ic: &ContainerConfig,
+    hostname: String,
+    env: Vec<String>,
+    labels: BTreeMap<String, String>,
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+) -> Result<Config> {
+    let config = Config {
+        hostname,
+        domainname: String::new(),
+        user: opts.user.clone().or(ic.user.clone()).unwrap_or_default(),
+        attach_stdin: opts.attach && opts.interactive,
+        attach_stdout: opts.attach,
+        attach_stderr: opts.attach,
+        tty: opts.tty,
+        open_stdin: opts.interactive,
+        stdin_once: opts.attach && opts.interactive,
+        env,
+        cmd: if cmd.is_empty() { None } else { Some(cmd) },
+        image: opts.image.clone(),
+        working_dir: opts
+            .workdir
+            .clone()
+            .or(ic.working_dir.clone())
+            .unwrap_or_default(),
+        entrypoint: if entrypoint.is_empty() {
+            None
+        } else {
+            Some(entrypoint)
+        },
+        labels,
+        stop_signal: opts.stop_signal.clone().or(ic.stop_signal.clone()),
+        stop_timeout: opts.stop_timeout,
+        healthcheck: healthcheck(opts, ic.healthcheck.as_ref())?,
+    };
+    if !config.working_dir.is_empty() && !config.working_dir.starts_with('/') {
+        return Err(invalid(format!(
+            "the working directory '{}' is invalid, it needs to be an absolute path",
+            config.working_dir
+        )));
+    }
+    if let Some(sig) = &config.stop_signal {
+        super::proc::parse_signal(sig)?;
+    }
+    Ok(config)
+}
+
+/// `-p` and `-P`. Published ports only mean something on a bridge
+/// (Docker drops them for host and none too).
+fn port_bindings_of(
+    opts: &CreateOptions,
+    ic: &ContainerConfig,
+    own_net: bool,
+) -> Result<BTreeMap<String, Vec<crate::net_model::PortBinding>>> {
+    let mut port_bindings = crate::network::parse_publish(&opts.publish)?;
+    if opts.publish_all {
+        for p in ic.exposed_ports.iter().flat_map(|m| m.keys()) {
+            let key = if p.contains('/') {
+                p.clone()
+            } else {
+                format!("{p}/tcp")
+            };
+            port_bindings
+                .entry(key)
+                .or_insert_with(|| vec![crate::net_model::PortBinding::default()]);
+        }
+    }
+    if !own_net {
+        port_bindings.clear();
+    }
+    Ok(port_bindings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bytes_parse_like_docker() {
-        assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
-        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
-        assert_eq!(parse_bytes("1GB").unwrap(), 1 << 30);
-        assert_eq!(parse_bytes("100").unwrap(), 100);
-        assert_eq!(parse_bytes("64k").unwrap(), 64 << 10);
-        assert!(parse_bytes("lots").is_err());
-    }
-
-    #[test]
-    fn restart_policies() {
-        assert_eq!(
-            parse_restart("on-failure:3").unwrap().maximum_retry_count,
-            3
-        );
-        assert_eq!(parse_restart("always").unwrap().name, "always");
-        assert!(parse_restart("always:3").is_err());
-        assert!(parse_restart("sometimes").is_err());
-    }
 
     #[test]
     fn ulimits() {

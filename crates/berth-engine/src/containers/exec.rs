@@ -10,7 +10,7 @@ use std::os::unix::net::UnixListener;
 use berth_runtime::{ExecSpec, Stdio};
 
 use super::rootfs::{check_executable, lookup_user};
-use super::{create::set_env, monitor, Status};
+use super::{create::set_env, proc, Status};
 use crate::{Engine, Error, Result};
 
 #[derive(Debug, Clone, Default)]
@@ -148,13 +148,13 @@ impl Engine {
             let dir = File::open(&p.run).map_err(Error::io("open", &p.run))?;
             let name = format!("exec-{}.sock", std::process::id());
             let _ = std::fs::remove_file(p.run.join(&name));
-            let path = monitor::short_socket_path(&dir, &name);
+            let path = proc::short_socket_path(&dir, &name);
             let l = UnixListener::bind(&path).map_err(Error::io("listen on", p.run.join(&name)))?;
             let pid = rt.exec(&c.id, &spec, Stdio::Console(path));
             let _ = std::fs::remove_file(p.run.join(&name));
             let pid = pid.map_err(Error::Runtime)?;
-            let master = monitor::recv_console(&l)
-                .map_err(Error::io("receive pty from", p.run.join(&name)))?;
+            let master =
+                proc::recv_console(&l).map_err(Error::io("receive pty from", p.run.join(&name)))?;
             return Ok(ExecProcess {
                 pid,
                 master: Some(master),

@@ -9,7 +9,7 @@ use berth_layer::{ExtractOptions, Whiteouts};
 use berth_runtime::cgroup::Cgroup;
 
 use super::rootfs::{self, resolve_in_root};
-use super::{lifecycle, Container, Status};
+use super::{proc, Container, Status};
 use crate::{Engine, Error, Result};
 
 /// One side of `cp`.
@@ -58,7 +58,7 @@ impl Engine {
         // Stopped: mount the overlay privately, holding the monitor lock
         // so a start cannot race us for the upper dir.
         fs::create_dir_all(&p.run).map_err(Error::io("create", &p.run))?;
-        let lock = lifecycle::lock_monitor(&p, false)
+        let lock = proc::lock_monitor(&p, false)
             .map_err(|_| Error::Conflict(format!("container {} is starting", c.short_id())))?;
         // Not in the store's scratch space: its cleaner would recurse into
         // a mount left by a killed process.
@@ -237,7 +237,7 @@ impl Engine {
                 c.id
             )));
         }
-        let pids = Cgroup::new(&format!("/berth/{}", c.id)).pids();
+        let pids = Cgroup::new(&crate::sys::cgroup_path(&c.id)).pids();
         let args: Vec<String> = if ps_args.is_empty() {
             vec!["-ef".into()]
         } else {

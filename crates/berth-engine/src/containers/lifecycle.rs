@@ -3,176 +3,24 @@
 //! through its pid (with a pidfd, so a recycled pid is never signalled)
 //! or to the monitor through its lock and attach socket.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Command, Stdio as ProcStdio};
 use std::time::Duration;
 
 use berth_runtime::Runtime;
 
 use super::attach::{AttachOptions, Attached, Event, Frame};
-use super::{monitor, Container, Paths, Status, Ulimit};
+/// `build` parses STOPSIGNAL with it too.
+pub(crate) use super::proc::parse_signal;
+use super::proc::{
+    lock_monitor, pidfd_open, pidfd_signal, short_socket_path, wait_pidfd, STARTER_FD,
+};
+use super::{Container, Status};
 use crate::{Engine, Error, EventFilter, EventsOptions, Result};
-
-/// `SIGTERM`, `TERM`, `term` or `15`.
-pub(crate) fn parse_signal(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| Error::InvalidArgument(format!("Invalid signal: {s}")))
-}
-
-/// True while a monitor holds the container's lock.
-pub(crate) fn monitor_alive(p: &Paths) -> bool {
-    let Ok(f) = File::open(p.lock()) else {
-        return false;
-    };
-    // SAFETY: flock on our own fd.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-    r != 0
-}
-
-/// Takes the monitor lock (waiting if `wait`), so no monitor runs the
-/// container meanwhile.
-pub(crate) fn lock_monitor(p: &Paths, wait: bool) -> Result<Option<File>> {
-    if !p.run.exists() {
-        return Ok(None);
-    }
-    let f = match OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(p.lock())
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("open", p.lock())(e)),
-    };
-    let flags = if wait {
-        libc::LOCK_EX
-    } else {
-        libc::LOCK_EX | libc::LOCK_NB
-    };
-    // SAFETY: flock on our own fd.
-    if unsafe { libc::flock(f.as_raw_fd(), flags) } != 0 {
-        return Err(Error::Conflict("container is running".into()));
-    }
-    Ok(Some(f))
-}
-
-/// rlimits for --ulimit, refusing values above our own hard limits: a
-/// container cannot raise them (root here lacks CAP_SYS_RESOURCE), and
-/// asking would make the runtime fail with a vaguer error.
-pub(crate) fn rlimits(ulimits: &[Ulimit]) -> Result<Vec<berth_runtime::spec::Rlimit>, String> {
-    let mut out = Vec::new();
-    for u in ulimits {
-        let kind = format!("RLIMIT_{}", u.name.to_ascii_uppercase());
-        let res = match u.name.as_str() {
-            "core" => libc::RLIMIT_CORE,
-            "cpu" => libc::RLIMIT_CPU,
-            "data" => libc::RLIMIT_DATA,
-            "fsize" => libc::RLIMIT_FSIZE,
-            "locks" => libc::RLIMIT_LOCKS,
-            "memlock" => libc::RLIMIT_MEMLOCK,
-            "msgqueue" => libc::RLIMIT_MSGQUEUE,
-            "nice" => libc::RLIMIT_NICE,
-            "nofile" => libc::RLIMIT_NOFILE,
-            "nproc" => libc::RLIMIT_NPROC,
-            "rss" => libc::RLIMIT_RSS,
-            "rtprio" => libc::RLIMIT_RTPRIO,
-            "rttime" => libc::RLIMIT_RTTIME,
-            "sigpending" => libc::RLIMIT_SIGPENDING,
-            "stack" => libc::RLIMIT_STACK,
-            "as" => libc::RLIMIT_AS,
-            _ => return Err(format!("invalid ulimit type: {}", u.name)),
-        };
-        let mut cur = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit fills the struct we pass.
-        unsafe { libc::getrlimit(res, &mut cur) };
-        if u.hard > cur.rlim_max {
-            return Err(format!(
-                "ulimit {}: hard limit {} is above this host's hard limit {} (raising it needs CAP_SYS_RESOURCE)",
-                u.name,
-                if u.hard == u64::MAX { "unlimited".to_string() } else { u.hard.to_string() },
-                cur.rlim_max
-            ));
-        }
-        out.push(berth_runtime::spec::Rlimit {
-            kind,
-            soft: u.soft,
-            hard: u.hard,
-        });
-    }
-    Ok(out)
-}
-
-/// tini, which Docker ships as docker-init, for `--init`.
-pub(crate) fn init_binary() -> Option<PathBuf> {
-    [
-        "/usr/bin/tini-static",
-        "/usr/bin/docker-init",
-        "/usr/libexec/docker/docker-init",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
-}
-
-fn pidfd_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
-    // SAFETY: plain syscall on an fd we own.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-/// Waits until the process behind `pidfd` exits; false on timeout.
-fn wait_pidfd(pidfd: &OwnedFd, timeout: Option<Duration>) -> bool {
-    let mut p = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = timeout.map(|t| t.as_millis() as i32).unwrap_or(-1);
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut p, 1, ms) > 0 }
-}
-
-/// Berth's daemon.json (Docker's keys): `$BERTH_CONFIG`, else
-/// /etc/berth/daemon.json.
-pub(crate) fn daemon_config() -> Option<serde_json::Value> {
-    let path = std::env::var_os("BERTH_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/etc/berth/daemon.json"));
-    serde_json::from_slice(&fs::read(path).ok()?).ok()
-}
 
 /// `wait --condition`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -211,7 +59,7 @@ pub enum StopOutcome {
 
 impl Engine {
     pub(crate) fn default_runtime(&self) -> String {
-        daemon_config()
+        crate::config::daemon_config()
             .and_then(|v| v["default-runtime"].as_str().map(str::to_string))
             .unwrap_or_else(|| "berth".to_string())
     }
@@ -259,7 +107,7 @@ impl Engine {
             cmd.pre_exec(move || {
                 // Its own session: the monitor outlives our terminal.
                 libc::setsid();
-                if libc::dup2(fd, monitor::STARTER_FD) < 0 {
+                if libc::dup2(fd, STARTER_FD) < 0 {
                     return Err(io::Error::last_os_error());
                 }
                 Ok(())
@@ -311,7 +159,7 @@ impl Engine {
         }
         let p = self.paths(&c.id);
         let dir = File::open(&p.run).map_err(Error::io("open", &p.run))?;
-        let sock = UnixStream::connect(monitor::short_socket_path(&dir, "attach.sock"))
+        let sock = UnixStream::connect(short_socket_path(&dir, "attach.sock"))
             .map_err(Error::io("attach to", p.run.join("attach.sock")))?;
         let a = Attached::new(sock, opts).map_err(Error::io("attach to", &p.run))?;
         self.emit_container(&c, "attach", &[]);
@@ -328,7 +176,7 @@ impl Engine {
                 c.id
             )));
         }
-        let pidfd = monitor::pidfd_open(c.state.pid)
+        let pidfd = pidfd_open(c.state.pid)
             .map_err(|e| Error::Conflict(format!("cannot kill container: {name}: {e}")))?;
         pidfd_signal(&pidfd, sig).map_err(Error::io("signal", format!("pid {}", c.state.pid)))?;
         self.emit_container(&c, "kill", &[("signal", sig.to_string())]);
@@ -353,7 +201,7 @@ impl Engine {
         }
         let sig = parse_signal(c.spec.config.stop_signal.as_deref().unwrap_or("SIGTERM"))?;
         let timeout = timeout.or(c.spec.config.stop_timeout).unwrap_or(10);
-        let Ok(pidfd) = monitor::pidfd_open(c.state.pid) else {
+        let Ok(pidfd) = pidfd_open(c.state.pid) else {
             let _ = lock_monitor(&p, true)?;
             return Ok(StopOutcome::Stopped);
         };
@@ -381,7 +229,7 @@ impl Engine {
         let p = self.paths(&c.id);
         let _ = fs::write(p.run.join("stopping"), b"");
         if c.state.pid > 0 {
-            if let Ok(pidfd) = monitor::pidfd_open(c.state.pid) {
+            if let Ok(pidfd) = pidfd_open(c.state.pid) {
                 let _ = pidfd_signal(&pidfd, libc::SIGKILL);
                 self.emit_container(c, "kill", &[("signal", libc::SIGKILL.to_string())]);
                 if c.state.status == Status::Paused {

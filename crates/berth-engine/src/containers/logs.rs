@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use berth_oci::time;
 
-use super::lifecycle::monitor_alive;
+use super::proc::monitor_alive;
 use crate::{Engine, Error, Result};
 
 #[derive(Debug, Clone, Default)]

@@ -3,15 +3,20 @@
 //! rename, remove, prune). Running them is in `lifecycle` and `monitor`.
 
 mod attach;
+mod bundle;
 mod create;
 pub mod exec;
 mod files;
 pub(crate) mod health;
 pub(crate) mod lifecycle;
+mod limits;
 mod logs;
+pub(crate) mod model;
 pub(crate) mod monitor;
+mod mounts;
 mod names;
 mod prober;
+pub(crate) mod proc;
 pub(crate) mod rootfs;
 mod snapshot;
 mod stats;
@@ -19,236 +24,29 @@ mod update;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
 
 use berth_oci::time;
 use berth_store::ContainerRow;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub use attach::{AttachOptions, Attached, Event, Frame, TtySize};
-pub use create::{parse_bytes, CreateOptions};
+pub use create::CreateOptions;
 pub use exec::ExecOptions;
 pub use files::CopyTarget;
 pub use lifecycle::{StopOutcome, WaitCondition};
+pub use limits::parse_bytes;
 pub use logs::{LogLine, LogOptions};
+pub(crate) use model::{own_netns, Paths};
+pub use model::{
+    Config, Container, HostConfig, MountPoint, RestartPolicy, Spec, State, Status, Ulimit,
+};
 pub use snapshot::CommitOptions;
 pub use stats::StatsSample;
 pub use update::UpdateOptions;
 
+pub(crate) use crate::sys::dir_size;
+use crate::sys::{cgroup_path, remove_tree};
 use crate::{Engine, Error, Result};
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-/// Docker's `Config` of a container, as inspect shows it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Config {
-    pub hostname: String,
-    pub domainname: String,
-    pub user: String,
-    pub attach_stdin: bool,
-    pub attach_stdout: bool,
-    pub attach_stderr: bool,
-    pub tty: bool,
-    pub open_stdin: bool,
-    pub stdin_once: bool,
-    pub env: Vec<String>,
-    pub cmd: Option<Vec<String>>,
-    pub image: String,
-    pub working_dir: String,
-    pub entrypoint: Option<Vec<String>>,
-    pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_signal: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_timeout: Option<i64>,
-    /// The image's HEALTHCHECK merged with `--health-*`; `None` or a test
-    /// of `["NONE"]` means no checks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub healthcheck: Option<berth_oci::HealthConfig>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct RestartPolicy {
-    pub name: String,
-    pub maximum_retry_count: i64,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct Ulimit {
-    pub name: String,
-    pub soft: u64,
-    pub hard: u64,
-}
-
-/// Docker's `HostConfig`, the part of it Berth acts on.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct HostConfig {
-    pub binds: Vec<String>,
-    pub network_mode: String,
-    pub restart_policy: RestartPolicy,
-    pub auto_remove: bool,
-    pub cap_add: Vec<String>,
-    pub cap_drop: Vec<String>,
-    pub privileged: bool,
-    pub readonly_rootfs: bool,
-    pub security_opt: Vec<String>,
-    pub tmpfs: BTreeMap<String, String>,
-    pub shm_size: u64,
-    pub runtime: String,
-    pub memory: i64,
-    pub memory_swap: i64,
-    /// `--memory-reservation`: the soft limit, 0 for none.
-    #[serde(default)]
-    pub memory_reservation: i64,
-    pub nano_cpus: i64,
-    pub cpu_shares: i64,
-    /// `--cpuset-cpus`: the CPUs it may use (`0-1,3`), empty for all.
-    #[serde(default)]
-    pub cpuset_cpus: String,
-    pub pids_limit: Option<i64>,
-    pub ulimits: Vec<Ulimit>,
-    pub init: bool,
-    /// `-p`: container port ("80/tcp") to the host sides asked for.
-    #[serde(default)]
-    pub port_bindings: BTreeMap<String, Vec<crate::PortBinding>>,
-    #[serde(default)]
-    pub publish_all_ports: bool,
-    #[serde(default)]
-    pub dns: Vec<String>,
-    #[serde(default)]
-    pub dns_search: Vec<String>,
-    #[serde(default)]
-    pub dns_options: Vec<String>,
-    /// `--add-host name:ip` as given.
-    #[serde(default)]
-    pub extra_hosts: Vec<String>,
-}
-
-/// One mount of a container, as inspect's `Mounts` lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct MountPoint {
-    #[serde(rename = "Type")]
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
-    pub source: String,
-    pub destination: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub driver: String,
-    pub mode: String,
-    #[serde(rename = "RW")]
-    pub rw: bool,
-    pub propagation: String,
-    /// tmpfs options (size, mode), as mount(8) takes them.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub tmpfs_options: String,
-    /// A volume made for this container alone (`-v /data`, or an image
-    /// VOLUME); `rm -v` and `run --rm` remove it.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub anonymous: bool,
-}
-
-/// Everything decided at create time.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Spec {
-    pub path: String,
-    pub args: Vec<String>,
-    pub config: Config,
-    pub host: HostConfig,
-    pub mounts: Vec<MountPoint>,
-    /// The image's own config (for its layers' order and history).
-    pub image_id: String,
-    /// Networks it joins at start, by name: the one it was created on and
-    /// those `network connect` added.
-    #[serde(default)]
-    pub networks: BTreeMap<String, crate::network::EndpointConfig>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    #[default]
-    Created,
-    Running,
-    Paused,
-    Restarting,
-    Removing,
-    Exited,
-    Dead,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Restarting => "restarting",
-            Status::Removing => "removing",
-            Status::Exited => "exited",
-            Status::Dead => "dead",
-        }
-    }
-
-    /// A monitor is (or should be) looking after it.
-    pub fn is_live(self) -> bool {
-        matches!(self, Status::Running | Status::Paused | Status::Restarting)
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct State {
-    #[serde(default)]
-    pub status: Status,
-    #[serde(default)]
-    pub pid: i32,
-    #[serde(default)]
-    pub exit_code: i32,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub error: String,
-    /// Nanoseconds since the epoch; 0 = never.
-    #[serde(default)]
-    pub started_at: i64,
-    #[serde(default)]
-    pub finished_at: i64,
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub oom_killed: bool,
-    #[serde(default)]
-    pub restart_count: i64,
-    #[serde(default)]
-    pub monitor_pid: i32,
-    /// Published ports as bound (random host ports resolved).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub ports: BTreeMap<String, Vec<crate::PortBinding>>,
-    /// The health check's state, for containers that have one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<health::Health>,
-}
-
-/// Whether a container with this network mode gets a network namespace
-/// of its own (made and plugged in by the engine).
-pub(crate) fn own_netns(mode: &str) -> bool {
-    !matches!(mode, "host" | "none") && !mode.starts_with("container:")
-}
-
-/// A container as the engine sees it.
-#[derive(Debug, Clone)]
-pub struct Container {
-    pub id: String,
-    pub name: String,
-    pub image_id: String,
-    pub created: i64,
-    pub spec: Spec,
-    pub state: State,
-}
 
 impl Container {
     fn from_row(row: ContainerRow) -> Result<Container> {
@@ -266,56 +64,6 @@ impl Container {
             state,
         })
     }
-
-    /// Docker's health filter value: the check's status while it runs,
-    /// `none` for a container without one.
-    pub fn health_status(&self) -> &str {
-        // A stopped container keeps its last health, as inspect shows.
-        self.state
-            .health
-            .as_ref()
-            .map_or("none", |h| h.status.as_str())
-    }
-
-    pub fn short_id(&self) -> &str {
-        &self.id[..12]
-    }
-
-    /// The command column: path and args joined, as Docker shows it.
-    pub fn command(&self) -> String {
-        let mut parts = vec![self.spec.path.clone()];
-        parts.extend(self.spec.args.iter().cloned());
-        parts.join(" ")
-    }
-
-    /// Docker's STATUS column: `Up 2 seconds`, `Exited (0) 3 minutes ago`.
-    pub fn status_text(&self) -> String {
-        let s = &self.state;
-        match s.status {
-            Status::Created => "Created".into(),
-            Status::Running | Status::Paused => {
-                let up = format!("Up {}", since(s.started_at));
-                if s.status == Status::Paused {
-                    format!("{up} (Paused)")
-                } else if let Some(h) = &s.health {
-                    format!("{up} {}", h.status_suffix())
-                } else {
-                    up
-                }
-            }
-            Status::Restarting => {
-                format!("Restarting ({}) {} ago", s.exit_code, since(s.finished_at))
-            }
-            Status::Removing => "Removal In Progress".into(),
-            Status::Exited => format!("Exited ({}) {} ago", s.exit_code, since(s.finished_at)),
-            Status::Dead => "Dead".into(),
-        }
-    }
-}
-
-fn since(nanos: i64) -> String {
-    let d = (time::now_nanos() - nanos).max(0) as u64;
-    time::human_duration(std::time::Duration::from_nanos(d))
 }
 
 /// `ps -f` filters.
@@ -388,26 +136,6 @@ impl PsFilter {
     }
 }
 
-/// Where a container's files live.
-pub(crate) struct Paths {
-    /// `<root>/containers/<id>`: upper and work dirs, logs, /etc files.
-    pub dir: PathBuf,
-    /// `<runroot>/containers/<id>`: bundle, rootfs mount point, sockets.
-    pub run: PathBuf,
-}
-
-impl Paths {
-    pub fn rootfs(&self) -> PathBuf {
-        self.run.join("rootfs")
-    }
-    pub fn log(&self) -> PathBuf {
-        self.dir.join("container.log")
-    }
-    pub fn lock(&self) -> PathBuf {
-        self.run.join("monitor.lock")
-    }
-}
-
 impl Engine {
     pub(crate) fn paths(&self, id: &str) -> Paths {
         Paths {
@@ -427,13 +155,13 @@ impl Engine {
     /// phantom running one. Docker reports such containers as 255.
     fn reconcile(&self, c: &mut Container) -> Result<()> {
         let p = self.paths(&c.id);
-        if !c.state.status.is_live() || lifecycle::monitor_alive(&p) {
+        if !c.state.status.is_live() || proc::monitor_alive(&p) {
             return Ok(());
         }
         // The monitor may have recorded the exit between our read and its
         // last breath: hold its lock (no new monitor can start) and read
         // again before calling it dead.
-        let _lock = lifecycle::lock_monitor(&p, false).ok().flatten();
+        let _lock = proc::lock_monitor(&p, false).ok().flatten();
         if let Some(row) = self.store.container(&c.id)? {
             let fresh = Container::from_row(row)?;
             if !fresh.state.status.is_live() {
@@ -442,7 +170,7 @@ impl Engine {
             }
         }
         // What the dead monitor left: processes, the cgroup, the mount.
-        let cg = berth_runtime::cgroup::Cgroup::new(&format!("/berth/{}", c.id));
+        let cg = berth_runtime::cgroup::Cgroup::new(&cgroup_path(&c.id));
         for pid in cg.pids() {
             // SAFETY: signalling a pid read from the container's cgroup.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -572,99 +300,8 @@ impl Engine {
         let lower: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
         let mut host = serde_json::to_value(&c.spec.host).expect("serialises");
         host["Tmpfs"] = json!(c.spec.host.tmpfs);
-        let mounts: Vec<Value> = c
-            .spec
-            .mounts
-            .iter()
-            .map(|m| {
-                let mut v = serde_json::to_value(m).expect("serialises");
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("Anonymous");
-                    o.remove("TmpfsOptions");
-                }
-                if m.kind == "volume" && v.get("Driver").is_none() {
-                    v["Driver"] = json!("local");
-                }
-                v
-            })
-            .collect();
-        let eps = if s.status.is_live() {
-            self.endpoints(c)
-        } else {
-            Vec::new()
-        };
-        let ports: BTreeMap<String, Value> = {
-            let mut m: BTreeMap<String, Value> = BTreeMap::new();
-            for k in c.spec.host.port_bindings.keys() {
-                m.insert(k.clone(), Value::Null);
-            }
-            for (k, v) in &s.ports {
-                m.insert(k.clone(), json!(v));
-            }
-            m
-        };
-        let endpoint_json = |cfg: Option<&crate::network::EndpointConfig>, e: &crate::Endpoint| {
-            json!({
-                "IPAMConfig": cfg.filter(|c| !c.ipv4_address.is_empty()).map(|c| json!({"IPv4Address": c.ipv4_address})),
-                "Links": null,
-                "Aliases": cfg.filter(|c| !c.aliases.is_empty()).map(|c| c.aliases.clone()),
-                "NetworkID": e.network_id,
-                "EndpointID": e.endpoint_id,
-                "Gateway": e.gateway,
-                "IPAddress": e.ip_address,
-                "IPPrefixLen": e.ip_prefix_len,
-                "IPv6Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
-                "MacAddress": e.mac_address,
-                "DriverOpts": null,
-            })
-        };
-        let mut networks = serde_json::Map::new();
-        let mode = c.spec.host.network_mode.as_str();
-        if mode == "host" || mode == "none" {
-            let id = self.network(mode).map(|n| n.id).unwrap_or_default();
-            let e = crate::Endpoint {
-                network_id: id,
-                ..Default::default()
-            };
-            networks.insert(mode.to_string(), endpoint_json(None, &e));
-        }
-        for (name, cfg) in &c.spec.networks {
-            let e = eps
-                .iter()
-                .find(|e| e.network == *name)
-                .cloned()
-                .unwrap_or_else(|| crate::Endpoint {
-                    network_id: self.network(name).map(|n| n.id).unwrap_or_default(),
-                    ..Default::default()
-                });
-            networks.insert(name.clone(), endpoint_json(Some(cfg), &e));
-        }
-        for e in eps
-            .iter()
-            .filter(|e| !c.spec.networks.contains_key(&e.network))
-        {
-            networks.insert(e.network.clone(), endpoint_json(None, e));
-        }
-        // Docker fills the top-level fields from the default bridge only.
-        let top = eps
-            .iter()
-            .find(|e| e.network == crate::networks::DEFAULT)
-            .cloned()
-            .unwrap_or_default();
-        let netns = crate::network::netns_path(&p);
-        let network = json!({
-            "Bridge": "",
-            "SandboxID": "",
-            "Ports": ports,
-            "SandboxKey": if mode == "host" { String::new() } else if s.status.is_live() && netns.exists() { netns.display().to_string() } else if s.pid > 0 { format!("/proc/{}/ns/net", s.pid) } else { String::new() },
-            "Gateway": top.gateway,
-            "IPAddress": top.ip_address,
-            "IPPrefixLen": top.ip_prefix_len,
-            "MacAddress": top.mac_address,
-            "Networks": networks,
-        });
+        let mounts = inspect_mounts(c);
+        let network = self.network_settings(c, &p);
         let mut doc = json!({
             "Id": c.id,
             "Created": time::format_rfc3339(c.created),
@@ -714,6 +351,90 @@ impl Engine {
             doc["State"]["Health"] = json!(h);
         }
         Ok(doc)
+    }
+
+    /// inspect's `NetworkSettings`: published ports, and an endpoint per
+    /// network it is on (or asked to be on).
+    fn network_settings(&self, c: &Container, p: &Paths) -> Value {
+        let s = &c.state;
+        let eps = if s.status.is_live() {
+            self.endpoints(c)
+        } else {
+            Vec::new()
+        };
+        let ports: BTreeMap<String, Value> = {
+            let mut m: BTreeMap<String, Value> = BTreeMap::new();
+            for k in c.spec.host.port_bindings.keys() {
+                m.insert(k.clone(), Value::Null);
+            }
+            for (k, v) in &s.ports {
+                m.insert(k.clone(), json!(v));
+            }
+            m
+        };
+        let endpoint_json = |cfg: Option<&crate::net_model::EndpointConfig>,
+                             e: &crate::net_model::Endpoint| {
+            json!({
+                "IPAMConfig": cfg.filter(|c| !c.ipv4_address.is_empty()).map(|c| json!({"IPv4Address": c.ipv4_address})),
+                "Links": null,
+                "Aliases": cfg.filter(|c| !c.aliases.is_empty()).map(|c| c.aliases.clone()),
+                "NetworkID": e.network_id,
+                "EndpointID": e.endpoint_id,
+                "Gateway": e.gateway,
+                "IPAddress": e.ip_address,
+                "IPPrefixLen": e.ip_prefix_len,
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "MacAddress": e.mac_address,
+                "DriverOpts": null,
+            })
+        };
+        let mut networks = serde_json::Map::new();
+        let mode = c.spec.host.network_mode.as_str();
+        if mode == "host" || mode == "none" {
+            let id = self.network(mode).map(|n| n.id).unwrap_or_default();
+            let e = crate::net_model::Endpoint {
+                network_id: id,
+                ..Default::default()
+            };
+            networks.insert(mode.to_string(), endpoint_json(None, &e));
+        }
+        for (name, cfg) in &c.spec.networks {
+            let e = eps
+                .iter()
+                .find(|e| e.network == *name)
+                .cloned()
+                .unwrap_or_else(|| crate::net_model::Endpoint {
+                    network_id: self.network(name).map(|n| n.id).unwrap_or_default(),
+                    ..Default::default()
+                });
+            networks.insert(name.clone(), endpoint_json(Some(cfg), &e));
+        }
+        for e in eps
+            .iter()
+            .filter(|e| !c.spec.networks.contains_key(&e.network))
+        {
+            networks.insert(e.network.clone(), endpoint_json(None, e));
+        }
+        // Docker fills the top-level fields from the default bridge only.
+        let top = eps
+            .iter()
+            .find(|e| e.network == crate::networks::DEFAULT)
+            .cloned()
+            .unwrap_or_default();
+        let netns = crate::network::netns_path(p);
+        json!({
+            "Bridge": "",
+            "SandboxID": "",
+            "Ports": ports,
+            "SandboxKey": if mode == "host" { String::new() } else if s.status.is_live() && netns.exists() { netns.display().to_string() } else if s.pid > 0 { format!("/proc/{}/ns/net", s.pid) } else { String::new() },
+            "Gateway": top.gateway,
+            "IPAddress": top.ip_address,
+            "IPPrefixLen": top.ip_prefix_len,
+            "MacAddress": top.mac_address,
+            "Networks": networks,
+        })
     }
 
     pub fn rename_container(&self, name: &str, new_name: &str) -> Result<()> {
@@ -770,7 +491,7 @@ impl Engine {
         let p = self.paths(&c.id);
         // A monitor that is still winding down holds the lock; wait for it
         // so we never pull the rootfs from under its cleanup.
-        let _lock = lifecycle::lock_monitor(&p, true)?;
+        let _lock = proc::lock_monitor(&p, true)?;
         self.destroy_inner(c, volumes)
     }
 
@@ -782,7 +503,7 @@ impl Engine {
             let _ = rt.delete(&c.id);
         }
         // The runtime removes the cgroup, unless its state went missing.
-        berth_runtime::cgroup::Cgroup::new(&format!("/berth/{}", c.id)).remove();
+        berth_runtime::cgroup::Cgroup::new(&cgroup_path(&c.id)).remove();
         // Files first, the record last: once `ps` no longer lists it,
         // nothing of it is left; a removal cut short is finished by the
         // next `rm`.
@@ -817,30 +538,21 @@ impl Engine {
     }
 }
 
-/// Removes a directory tree that may hold read-only dirs or files with
-/// immutable-looking modes, as an upper layer can.
-pub(crate) fn remove_tree(p: &std::path::Path) -> Result<()> {
-    match fs::remove_dir_all(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove", p)(e)),
-    }
-}
-
-pub(crate) fn dir_size(p: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            if md.is_dir() {
-                stack.push(e.path());
-            } else if md.is_file() {
-                total += md.size();
+/// inspect's `Mounts`: as recorded, without Berth's own fields.
+fn inspect_mounts(c: &Container) -> Vec<Value> {
+    c.spec
+        .mounts
+        .iter()
+        .map(|m| {
+            let mut v = serde_json::to_value(m).expect("serialises");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("Anonymous");
+                o.remove("TmpfsOptions");
             }
-        }
-    }
-    total
+            if m.kind == "volume" && v.get("Driver").is_none() {
+                v["Driver"] = json!("local");
+            }
+            v
+        })
+        .collect()
 }

@@ -9,24 +9,24 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_oci::time;
-use berth_runtime::spec::{self as rspec, BundleSpec, NetworkMode, Seccomp};
 use berth_runtime::{cgroup::Cgroup, Stdio};
 
 use super::attach::{self, AttachOptions, Event, TtySize};
 use super::health::{Health, Probe, ProbeResult};
 use super::prober::Prober;
-use super::rootfs::{self, check_executable, lookup_user};
+use super::proc::{
+    pidfd_open, pipe, recv_console, set_nonblocking, set_winsize, short_socket_path, STARTER_FD,
+};
+use super::rootfs;
 use super::{Container, Paths, Status};
 use crate::{Engine, EngineOptions, Error, Result};
 
-/// The starter's end of the socketpair arrives as this fd.
-pub const STARTER_FD: RawFd = 3;
+mod poll;
 
 struct Client {
     sock: UnixStream,
@@ -84,99 +84,6 @@ impl LogWriter {
     }
 }
 
-pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the result is a new fd we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-pub(crate) fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on an fd we own.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
-}
-
-pub(crate) fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buf is valid for its length.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: buf is valid for its length.
-    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-    Ok((r, w))
-}
-
-pub(crate) fn set_winsize(fd: RawFd, size: TtySize) {
-    let ws = libc::winsize {
-        ws_row: size.rows,
-        ws_col: size.cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a winsize we own.
-    unsafe {
-        libc::ioctl(fd, libc::TIOCSWINSZ, &ws);
-    }
-}
-
-/// Receives the pty master a runtime sends over a console socket.
-pub(crate) fn recv_console(listener: &UnixListener) -> io::Result<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let (conn, _) = listener.accept()?;
-    let mut buf = [0u8; 4096];
-    let mut iov = [io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )
-    .map_err(io::Error::from)?;
-    for c in msg.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                // SAFETY: SCM_RIGHTS gave us a new fd.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    Err(io::Error::other(
-        "runtime sent no pty over the console socket",
-    ))
-}
-
-/// A path to `name` inside `dir` short enough for a socket address,
-/// whatever the length of `dir`: through our own fd for the directory.
-pub(crate) fn short_socket_path(dir: &File, name: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "/proc/{}/fd/{}/{name}",
-        std::process::id(),
-        dir.as_raw_fd()
-    ))
-}
-
 /// Sets `lo` up in the container's new network namespace, as Docker
 /// does for `--network none`. Safe to setns here: the monitor has one
 /// thread.
@@ -213,9 +120,6 @@ fn loopback_up(pid: i32) -> io::Result<()> {
         r
     }
 }
-
-/// The servers the embedded resolver relays to, when it serves.
-type Upstreams = Option<Vec<std::net::Ipv4Addr>>;
 
 /// How one run of the process ended.
 struct Ended {
@@ -567,29 +471,7 @@ impl Monitor<'_> {
         let rt = self.engine.runtime_for(&self.c).map_err(e125)?;
         // Whatever a killed monitor left behind goes first.
         let _ = rt.delete(&self.c.id);
-        let rootfs = self.paths.rootfs();
-        rootfs::unmount(&rootfs);
-        self.engine
-            .mount_rootfs(&self.c.image_id, &self.paths.dir, &rootfs)
-            .map_err(e125)?;
-        let own_netns = super::own_netns(&self.c.spec.host.network_mode);
-        if own_netns {
-            self.port_guards = self
-                .engine
-                .net_up(&mut self.c, &self.paths)
-                .map_err(|e| (e.to_string(), 125))?;
-        }
-        let (bundle, upstreams) = self.engine.prepare_bundle(&self.c, &self.paths)?;
-        self.volumes_mounted = true;
-        // The embedded resolver, when resolv.conf names it (a container in
-        // another's namespace is served by that one's monitor).
-        if let Some(upstreams) = upstreams.filter(|_| own_netns) {
-            let ns = crate::network::netns_path(&self.paths);
-            self.resolver = Some(
-                berth_net::dns::Resolver::new(&ns, &upstreams)
-                    .map_err(|e| (format!("start the DNS resolver: {e}"), 125))?,
-            );
-        }
+        let bundle = self.set_up()?;
 
         let tty = self.c.spec.config.tty;
         let mut master: Option<OwnedFd> = None;
@@ -640,21 +522,7 @@ impl Monitor<'_> {
         }
         rt.start(&self.c.id).map_err(|e| (e.to_string(), 125))?;
 
-        self.c.state.status = Status::Running;
-        self.c.state.pid = pid;
-        self.c.state.started_at = time::now_nanos();
-        self.c.state.finished_at = 0;
-        self.c.state.exit_code = 0;
-        self.c.state.error.clear();
-        self.c.state.oom_killed = false;
-        self.c.state.monitor_pid = std::process::id() as i32;
-        // Every start begins its health over, as Docker's does.
-        let probe = Probe::of(self.c.spec.config.healthcheck.as_ref());
-        self.c.state.health = probe.as_ref().map(|_| Health::starting());
-        self.prober = probe.map(Prober::new);
-        self.save();
-        self.engine.emit_container(&self.c, "start", &[]);
-        self.broadcast_event(&Event::Started { pid });
+        self.mark_started(pid);
 
         if let Some(m) = &master {
             set_nonblocking(m.as_raw_fd());
@@ -672,306 +540,58 @@ impl Monitor<'_> {
             nix::sys::wait::WaitStatus::Signaled(_, s, _) => 128 + s as i32,
             _ => 255,
         };
-        let cg = Cgroup::new(&format!("/berth/{}", self.c.id));
+        let cg = Cgroup::new(&crate::sys::cgroup_path(&self.c.id));
         let oom = cg.oom_kills() > 0;
         self.log.finish();
         Ok(Ended { code, oom })
     }
 
-    /// The poll loop: output to log and clients, stdin from clients, new
-    /// clients, until the init is reaped and its output drained.
-    fn serve(
-        &mut self,
-        pid: i32,
-        pidfd: &OwnedFd,
-        master: Option<&OwnedFd>,
-        outs: &mut Vec<(usize, OwnedFd)>,
-        stdin_w: &mut Option<OwnedFd>,
-    ) -> nix::sys::wait::WaitStatus {
-        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-        let mut pending_in: Vec<u8> = Vec::new();
-        let mut close_stdin = false;
-        let mut exited: Option<WaitStatus> = None;
-        let mut drain_deadline: Option<Instant> = None;
-        let mut buf = vec![0u8; 32 * 1024];
-        // Shed start-up memory once the starter has gone: pages it still
-        // maps cannot be paged out from under it.
-        let mut shed_at = Some(Instant::now() + Duration::from_millis(500));
-        loop {
-            if shed_at.is_some_and(|t| Instant::now() >= t) {
-                self.shed_memory();
-                shed_at = None;
-            }
-            if exited.is_some() && outs.is_empty() && master.is_none() {
-                break;
-            }
-            if exited.is_none() {
-                self.health_tick();
-            }
-            if let Some(d) = drain_deadline {
-                if Instant::now() > d {
-                    break;
-                }
-            }
-            let mut fds: Vec<libc::pollfd> = Vec::new();
-            let pf = |fd: RawFd, events: i16| libc::pollfd {
-                fd,
-                events,
-                revents: 0,
-            };
-            let want_in = pending_in.len() < 256 * 1024;
-            if exited.is_none() {
-                fds.push(pf(pidfd.as_raw_fd(), libc::POLLIN));
-            }
-            fds.push(pf(self.listener.as_raw_fd(), libc::POLLIN));
-            let base_out = fds.len();
-            for (_, fd) in outs.iter() {
-                fds.push(pf(fd.as_raw_fd(), libc::POLLIN));
-            }
-            let master_idx = master.map(|m| {
-                let mut ev = libc::POLLIN;
-                if !pending_in.is_empty() {
-                    ev |= libc::POLLOUT;
-                }
-                fds.push(pf(m.as_raw_fd(), ev));
-                fds.len() - 1
-            });
-            let stdin_idx = match stdin_w.as_ref() {
-                Some(w) if !pending_in.is_empty() => {
-                    fds.push(pf(w.as_raw_fd(), libc::POLLOUT));
-                    Some(fds.len() - 1)
-                }
-                _ => None,
-            };
-            let dns_idx = self.resolver.as_ref().map(|r| {
-                for fd in r.fds() {
-                    fds.push(pf(fd, libc::POLLIN));
-                }
-                fds.len() - 2
-            });
-            let probe_idx = fds.len();
-            let probe_fds = self.prober.as_ref().map(|p| p.fds()).unwrap_or_default();
-            for fd in &probe_fds {
-                fds.push(pf(*fd, libc::POLLIN));
-            }
-            let base_clients = fds.len();
-            for c in &self.clients {
-                fds.push(pf(
-                    c.sock.as_raw_fd(),
-                    if want_in { libc::POLLIN } else { 0 },
-                ));
-            }
-            let buffered = self.clients.iter().any(|c| attach::has_frame(&c.buf));
-            let timeout = if buffered {
-                0
-            } else if exited.is_some() {
-                100
-            } else {
-                let shed = shed_at.map(|t| t.saturating_duration_since(Instant::now()));
-                let probe = self.prober.as_ref().map(|p| p.wait());
-                match shed.into_iter().chain(probe).min() {
-                    Some(d) => d.as_millis().min(i32::MAX as u128 - 1) as i32 + 1,
-                    None => -1,
-                }
-            };
-            // SAFETY: fds is a valid array of pollfd.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if n < 0 {
-                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                break;
-            }
-            // A timeout with frames still buffered from a client must
-            // fall through to handle them, or poll(0) spins forever.
-            if n == 0 && exited.is_none() && !buffered {
-                continue;
-            }
-            if n == 0 && exited.is_some() && !buffered {
-                // Nothing more arrived since the exit: done.
-                break;
-            }
-            // The init ended: reap it (and any orphans), then drain.
-            if exited.is_none() && fds[0].revents != 0 {
-                loop {
-                    match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::StillAlive) | Err(_) => break,
-                        Ok(s) => {
-                            let reaped = s.pid().map(|p| p.as_raw());
-                            if reaped == Some(pid) {
-                                exited = Some(s);
-                            } else if let (Some(p), Some(r)) = (self.prober.as_mut(), reaped) {
-                                p.reaped(r, s);
-                            }
-                        }
-                    }
-                }
-                if exited.is_some() {
-                    drain_deadline = Some(Instant::now() + Duration::from_secs(2));
-                }
-            }
-            let listener_idx = base_out - 1;
-            if fds[listener_idx].revents & libc::POLLIN != 0 {
-                while let Ok((s, _)) = self.listener.accept() {
-                    let _ = s.set_nonblocking(false);
-                    self.add_client(s, false);
-                }
-            }
-            // Output.
-            let mut closed = Vec::new();
-            for (i, (stream, fd)) in outs.iter().enumerate() {
-                let re = fds[base_out + i].revents;
-                if re == 0 {
-                    continue;
-                }
-                match read_fd(fd.as_raw_fd(), &mut buf) {
-                    Ok(0) => closed.push(i),
-                    Ok(n) => {
-                        let data = buf[..n].to_vec();
-                        self.output(*stream, &data);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => closed.push(i),
-                }
-            }
-            for i in closed.into_iter().rev() {
-                outs.remove(i);
-            }
-            let mut master_gone = false;
-            if let (Some(m), Some(idx)) = (master, master_idx) {
-                let re = fds[idx].revents;
-                if re & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                    match read_fd(m.as_raw_fd(), &mut buf) {
-                        Ok(0) => master_gone = true,
-                        Ok(n) => {
-                            let data = buf[..n].to_vec();
-                            self.output(0, &data);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        // EIO: the last holder of the slave side is gone.
-                        Err(_) => master_gone = true,
-                    }
-                }
-                if re & libc::POLLOUT != 0 && !pending_in.is_empty() {
-                    if let Ok(n) = write_fd(m.as_raw_fd(), &pending_in) {
-                        pending_in.drain(..n);
-                    }
-                }
-            }
-            if master_gone && exited.is_some() {
-                break;
-            }
-            if let (Some(w), Some(idx)) = (stdin_w.as_ref(), stdin_idx) {
-                if fds[idx].revents & libc::POLLOUT != 0 {
-                    match write_fd(w.as_raw_fd(), &pending_in) {
-                        Ok(n) => {
-                            pending_in.drain(..n);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => {
-                            pending_in.clear();
-                            *stdin_w = None;
-                        }
-                    }
-                } else if fds[idx].revents & (libc::POLLERR | libc::POLLHUP) != 0 {
-                    pending_in.clear();
-                    *stdin_w = None;
-                }
-            }
-            if close_stdin && pending_in.is_empty() {
-                *stdin_w = None;
-                close_stdin = false;
-            }
-            if let (Some(r), Some(i)) = (self.resolver.as_mut(), dns_idx) {
-                if fds[i].revents != 0 {
-                    // The networks whose names it sees can change while it
-                    // runs (network connect), so ask each time.
-                    let nets: Vec<String> = crate::network::read_endpoints(&self.paths)
-                        .into_iter()
-                        .filter(|e| e.dns)
-                        .map(|e| e.network_id)
-                        .collect();
-                    r.serve_local(&nets);
-                }
-                if fds[i + 1].revents != 0 {
-                    r.serve_upstream();
-                }
-            }
-            if !probe_fds.is_empty() || self.prober.is_some() {
-                let revents: Vec<i16> = fds[probe_idx..probe_idx + probe_fds.len()]
-                    .iter()
-                    .map(|f| f.revents)
-                    .collect();
-                if let Some(r) = self.prober.as_mut().and_then(|p| p.ready(&revents)) {
-                    self.health_result(r);
-                }
-            }
-            // Clients: hello, stdin, resize, hang-ups.
-            let mut gone = Vec::new();
-            let nclients = self.clients.len().min(fds.len() - base_clients);
-            for i in 0..nclients {
-                let re = fds[base_clients + i].revents;
-                let c = &mut self.clients[i];
-                if re == 0 && !attach::has_frame(&c.buf) {
-                    continue;
-                }
-                if re != 0 {
-                    let mut chunk = [0u8; 16 * 1024];
-                    match io::Read::read(&mut c.sock, &mut chunk) {
-                        Ok(0) | Err(_) => {
-                            gone.push(i);
-                            continue;
-                        }
-                        Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                loop {
-                    let frame = match attach::take_frame(&mut c.buf) {
-                        Ok(Some(f)) => f,
-                        Ok(None) => break,
-                        Err(_) => {
-                            gone.push(i);
-                            break;
-                        }
-                    };
-                    let wants_stdin = c.opts.is_some_and(|o| o.stdin);
-                    match frame.0 {
-                        attach::HELLO => c.opts = serde_json::from_slice(&frame.1).ok(),
-                        attach::STDIN if wants_stdin => pending_in.extend_from_slice(&frame.1),
-                        attach::STDIN_EOF if wants_stdin => {
-                            if master.is_some() {
-                                // A tty has no EOF of its own: send ^D.
-                                pending_in.push(4);
-                            } else if c.starter || self.c.spec.config.stdin_once {
-                                close_stdin = true;
-                            }
-                        }
-                        attach::RESIZE => {
-                            if let (Some(m), Ok(s)) =
-                                (master, serde_json::from_slice::<TtySize>(&frame.1))
-                            {
-                                set_winsize(m.as_raw_fd(), s);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            gone.sort_unstable();
-            gone.dedup();
-            for i in gone.into_iter().rev() {
-                self.clients.remove(i);
-            }
-            if close_stdin && pending_in.is_empty() {
-                *stdin_w = None;
-                close_stdin = false;
-            }
+    /// Before the runtime: the rootfs mounted, the network up, the bundle
+    /// written and, when resolv.conf names it, the embedded resolver (a
+    /// container in another's namespace is served by that one's monitor).
+    fn set_up(&mut self) -> Result<std::path::PathBuf, (String, i32)> {
+        let e125 = |e: Error| (e.to_string(), 125);
+        let rootfs = self.paths.rootfs();
+        rootfs::unmount(&rootfs);
+        self.engine
+            .mount_rootfs(&self.c.image_id, &self.paths.dir, &rootfs)
+            .map_err(e125)?;
+        let own_netns = super::own_netns(&self.c.spec.host.network_mode);
+        if own_netns {
+            self.port_guards = self
+                .engine
+                .net_up(&mut self.c, &self.paths)
+                .map_err(|e| (e.to_string(), 125))?;
         }
-        // Reap now if the loop ended on output first.
-        exited.unwrap_or_else(|| {
-            waitpid(nix::unistd::Pid::from_raw(pid), None)
-                .unwrap_or(WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 255))
-        })
+        let (bundle, upstreams) = self.engine.prepare_bundle(&self.c, &self.paths)?;
+        self.volumes_mounted = true;
+        if let Some(upstreams) = upstreams.filter(|_| own_netns) {
+            let ns = crate::network::netns_path(&self.paths);
+            self.resolver = Some(
+                berth_net::dns::Resolver::new(&ns, &upstreams)
+                    .map_err(|e| (format!("start the DNS resolver: {e}"), 125))?,
+            );
+        }
+        Ok(bundle)
+    }
+
+    /// Records the start (state, fresh health, event) and tells clients.
+    fn mark_started(&mut self, pid: i32) {
+        self.c.state.status = Status::Running;
+        self.c.state.pid = pid;
+        self.c.state.started_at = time::now_nanos();
+        self.c.state.finished_at = 0;
+        self.c.state.exit_code = 0;
+        self.c.state.error.clear();
+        self.c.state.oom_killed = false;
+        self.c.state.monitor_pid = std::process::id() as i32;
+        // Every start begins its health over, as Docker's does.
+        let probe = Probe::of(self.c.spec.config.healthcheck.as_ref());
+        self.c.state.health = probe.as_ref().map(|_| Health::starting());
+        self.prober = probe.map(Prober::new);
+        self.save();
+        self.engine.emit_container(&self.c, "start", &[]);
+        self.broadcast_event(&Event::Started { pid });
     }
 
     /// Starts a due probe, kills an overdue one.
@@ -1019,282 +639,5 @@ impl Monitor<'_> {
                 .is_some_and(|o| if stream == 0 { o.stdout } else { o.stderr });
             !wants || c.sock.write_all(&frame).is_ok()
         });
-    }
-}
-
-impl Engine {
-    pub(crate) fn unmount_container(&self, paths: &Paths) {
-        rootfs::unmount(&paths.rootfs());
-    }
-
-    /// Writes config.json (and the /etc files) for one run; returns the
-    /// bundle dir. Failures carry Docker's exit codes.
-    /// Writes the bundle; returns it and, when its resolv.conf names the
-    /// embedded resolver, the servers that resolver relays to.
-    fn prepare_bundle(
-        &self,
-        c: &Container,
-        paths: &Paths,
-    ) -> Result<(PathBuf, Upstreams), (String, i32)> {
-        let e125 = |e: String| (e, 125);
-        let rootfs = paths.rootfs();
-        let spec = &c.spec;
-        let user = lookup_user(&rootfs, &spec.config.user).map_err(e125)?;
-        let mut env = spec.config.env.clone();
-        if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push(format!(
-                "HOME={}",
-                if user.home.is_empty() {
-                    "/"
-                } else {
-                    &user.home
-                }
-            ));
-        }
-        let mut args: Vec<String> = std::iter::once(spec.path.clone())
-            .chain(spec.args.iter().cloned())
-            .collect();
-        if let Err(e) = check_executable(&rootfs, &spec.path, &env) {
-            return Err((e.message, e.code));
-        }
-        let cwd = if spec.config.working_dir.is_empty() {
-            "/".to_string()
-        } else {
-            spec.config.working_dir.clone()
-        };
-        if let Ok(p) = rootfs::resolve_in_root(&rootfs, &cwd) {
-            if !p.exists() {
-                let _ = fs::create_dir_all(&p);
-                let _ = std::os::unix::fs::chown(&p, Some(user.uid), Some(user.gid));
-            }
-        }
-
-        // /etc/hostname, /etc/hosts, /etc/resolv.conf
-        let host_mode = spec.host.network_mode == "host";
-        let etc = |name: &str, text: String| -> Result<String, (String, i32)> {
-            let p = paths.dir.join(name);
-            fs::write(&p, text).map_err(|e| (format!("write {}: {e}", p.display()), 125))?;
-            Ok(p.display().to_string())
-        };
-        let hostname = etc("hostname", format!("{}\n", spec.config.hostname))?;
-        let hosts_text = if host_mode {
-            fs::read_to_string("/etc/hosts").unwrap_or_default()
-        } else {
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_string()
-        };
-        // A container in another's namespace sees that one's addresses.
-        let endpoints = match spec.host.network_mode.strip_prefix("container:") {
-            Some(other) => crate::network::read_endpoints(&self.paths(other)),
-            None => crate::network::read_endpoints(paths),
-        };
-        let mut hosts_text = hosts_text;
-        for h in &spec.host.extra_hosts {
-            let Some((name, ip)) = h.split_once(':') else {
-                continue;
-            };
-            // Docker's host-gateway: the host as the container reaches it.
-            let ip = if ip == "host-gateway" {
-                match endpoints.iter().find(|e| !e.internal) {
-                    Some(e) => e.gateway.clone(),
-                    None => continue,
-                }
-            } else {
-                ip.to_string()
-            };
-            hosts_text += &format!("{ip}\t{name}\n");
-        }
-        for ep in &endpoints {
-            hosts_text += &format!("{}\t{}\n", ep.ip_address, spec.config.hostname);
-        }
-        let hosts = etc("hosts", hosts_text)?;
-        let plan = self.resolv_plan(c, &endpoints);
-        let resolv = etc("resolv.conf", plan.text)?;
-
-        let mut mounts = vec![
-            rspec::Mount::bind(hostname, "/etc/hostname", false),
-            rspec::Mount::bind(hosts, "/etc/hosts", false),
-            rspec::Mount::bind(resolv, "/etc/resolv.conf", false),
-        ];
-        for m in &spec.mounts {
-            match m.kind.as_str() {
-                "bind" => {
-                    if !Path::new(&m.source).exists() {
-                        return Err((
-                            format!("invalid mount config for type \"bind\": bind source path does not exist: {}", m.source),
-                            125,
-                        ));
-                    }
-                    let mut b = rspec::Mount::bind(m.source.clone(), m.destination.clone(), !m.rw);
-                    if !m.propagation.is_empty() && m.propagation != "rprivate" {
-                        b.options.retain(|o| o != "rprivate");
-                        b.options.push(m.propagation.clone());
-                    }
-                    mounts.push(b);
-                }
-                "volume" => {
-                    let data = self.volume_path(&m.name);
-                    fs::create_dir_all(&data)
-                        .map_err(|e| (format!("volume {}: {e}", m.name), 125))?;
-                    // A new, empty volume takes a copy of what the image
-                    // has at the mount point, as Docker does.
-                    if let Ok(src) = rootfs::resolve_in_root(&rootfs, &m.destination) {
-                        let empty = fs::read_dir(&data)
-                            .map(|mut d| d.next().is_none())
-                            .unwrap_or(false);
-                        if empty && src.is_dir() {
-                            rootfs::copy_tree(&src, &data).map_err(|e| {
-                                (format!("copy image data into volume {}: {e}", m.name), 125)
-                            })?;
-                            if let Ok(md) = fs::metadata(&src) {
-                                use std::os::unix::fs::MetadataExt;
-                                let _ = fs::set_permissions(&data, md.permissions());
-                                let _ =
-                                    std::os::unix::fs::chown(&data, Some(md.uid()), Some(md.gid()));
-                            }
-                        }
-                    }
-                    mounts.push(rspec::Mount::bind(
-                        data.display().to_string(),
-                        m.destination.clone(),
-                        !m.rw,
-                    ));
-                    self.emit_volume(
-                        "mount",
-                        &m.name,
-                        &[
-                            ("container", c.id.clone()),
-                            ("destination", m.destination.clone()),
-                            ("propagation", m.propagation.clone()),
-                            ("read/write", m.rw.to_string()),
-                        ],
-                    );
-                }
-                "tmpfs" => {
-                    let mut options = vec![
-                        "nosuid".to_string(),
-                        "nodev".to_string(),
-                        "noexec".to_string(),
-                    ];
-                    for o in m.tmpfs_options.split(',').filter(|o| !o.is_empty()) {
-                        options.push(o.to_string());
-                    }
-                    if !m.rw && !options.iter().any(|o| o == "ro") {
-                        options.push("ro".into());
-                    }
-                    mounts.push(rspec::Mount {
-                        destination: m.destination.clone(),
-                        source: "tmpfs".into(),
-                        kind: "tmpfs".into(),
-                        options,
-                    });
-                }
-                _ => {}
-            }
-        }
-        if spec.host.init {
-            let init = crate::containers::lifecycle::init_binary().ok_or_else(|| {
-                (
-                    "--init needs tini-static (apt-get install tini): not found".to_string(),
-                    125,
-                )
-            })?;
-            mounts.push(rspec::Mount::bind(
-                init.display().to_string(),
-                "/sbin/docker-init",
-                true,
-            ));
-            args.splice(0..0, ["/sbin/docker-init".to_string(), "--".to_string()]);
-        }
-
-        let caps = rspec::capabilities(
-            &spec.host.cap_add,
-            &spec.host.cap_drop,
-            spec.host.privileged,
-        )
-        .map_err(|e| (e.to_string(), 125))?;
-        let mut no_new_privileges = false;
-        let mut seccomp = Seccomp::Default;
-        for o in &spec.host.security_opt {
-            match o.as_str() {
-                "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
-                    no_new_privileges = true
-                }
-                "seccomp=unconfined" | "seccomp:unconfined" => seccomp = Seccomp::Unconfined,
-                o => {
-                    if let Some(path) = o
-                        .strip_prefix("seccomp=")
-                        .or_else(|| o.strip_prefix("seccomp:"))
-                    {
-                        let text = fs::read_to_string(path).map_err(|e| {
-                            (format!("opening seccomp profile ({path}) failed: {e}"), 125)
-                        })?;
-                        let v: serde_json::Value = serde_json::from_str(&text)
-                            .map_err(|e| (format!("decoding seccomp profile failed: {e}"), 125))?;
-                        seccomp = Seccomp::Profile(v);
-                    }
-                }
-            }
-        }
-        let rlimits = crate::containers::lifecycle::rlimits(&spec.host.ulimits).map_err(e125)?;
-        let network = match spec.host.network_mode.as_str() {
-            "host" => NetworkMode::Host,
-            n if n.starts_with("container:") => {
-                let other = self
-                    .container(&n["container:".len()..])
-                    .map_err(|e| (e.to_string(), 125))?;
-                if other.state.status != Status::Running {
-                    return Err((
-                        format!(
-                            "cannot join network of a non running container: {}",
-                            other.id
-                        ),
-                        125,
-                    ));
-                }
-                NetworkMode::Path(format!("/proc/{}/ns/net", other.state.pid))
-            }
-            "none" => NetworkMode::None,
-            _ => NetworkMode::Path(crate::network::netns_path(paths).display().to_string()),
-        };
-        let resources = rspec::Resources {
-            memory: (spec.host.memory > 0).then_some(spec.host.memory),
-            memory_swap: (spec.host.memory_swap != 0).then_some(spec.host.memory_swap),
-            memory_reservation: (spec.host.memory_reservation > 0)
-                .then_some(spec.host.memory_reservation),
-            cpu_shares: (spec.host.cpu_shares > 0).then_some(spec.host.cpu_shares as u64),
-            cpu_quota: (spec.host.nano_cpus > 0).then_some(spec.host.nano_cpus / 10_000),
-            cpu_period: (spec.host.nano_cpus > 0).then_some(100_000),
-            pids_limit: spec.host.pids_limit,
-            cpuset_cpus: (!spec.host.cpuset_cpus.is_empty()).then(|| spec.host.cpuset_cpus.clone()),
-        };
-        let b = BundleSpec {
-            rootfs: rootfs.clone(),
-            readonly_rootfs: spec.host.readonly_rootfs,
-            hostname: spec.config.hostname.clone(),
-            process: rspec::Process {
-                args,
-                env,
-                cwd,
-                uid: user.uid,
-                gid: user.gid,
-                additional_gids: user.additional_gids,
-                terminal: spec.config.tty,
-                no_new_privileges,
-                capabilities: caps,
-                rlimits,
-            },
-            mounts,
-            network,
-            resources,
-            privileged: spec.host.privileged,
-            seccomp,
-            cgroups_path: format!("/berth/{}", c.id),
-            shm_size: spec.host.shm_size,
-        };
-        let json = rspec::build(&b);
-        let cfg = paths.run.join("config.json");
-        fs::write(&cfg, serde_json::to_vec(&json).expect("serialises"))
-            .map_err(|e| (format!("write {}: {e}", cfg.display()), 125))?;
-        Ok((paths.run.clone(), plan.resolver))
     }
 }

@@ -12,7 +12,7 @@ use berth_runtime::Stdio;
 
 use super::exec::{devnull, ExecOptions};
 use super::health::{output_text, Probe, ProbeResult, MAX_OUTPUT, STARTING};
-use super::monitor::{pidfd_open, read_fd, set_nonblocking};
+use super::proc::{pidfd_open, read_fd, set_nonblocking};
 use super::Container;
 use crate::Engine;
 

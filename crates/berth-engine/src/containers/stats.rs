@@ -138,7 +138,7 @@ impl Engine {
         if !matches!(c.state.status, Status::Running | Status::Paused) {
             return s;
         }
-        let cg = Cgroup::new(&format!("/berth/{}", c.id)).stats();
+        let cg = Cgroup::new(&crate::sys::cgroup_path(&c.id)).stats();
         s.running = true;
         s.cpu_usage_ns = cg.cpu_usage_ns;
         s.memory_usage = cg.memory_usage;

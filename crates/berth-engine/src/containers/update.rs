@@ -3,17 +3,12 @@
 //! container's HostConfig (the next start uses them) and, when it runs,
 //! written to its cgroup at once.
 
-use std::collections::BTreeSet;
-
 use berth_runtime::cgroup::Cgroup;
 use berth_runtime::spec::Resources;
 
-use super::create::{parse_bytes, parse_restart};
+use super::limits::{check_cpuset, check_reservation, parse_bytes, parse_restart, MIN_MEMORY};
 use super::{Container, HostConfig, Status};
 use crate::{Engine, Error, Result};
-
-/// Docker's smallest memory limit and reservation.
-const MIN_MEMORY: i64 = 6 << 20;
 
 /// What `update` changes; `None` leaves a setting as it is.
 #[derive(Debug, Clone, Default)]
@@ -48,62 +43,6 @@ impl UpdateOptions {
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidArgument(msg.into())
-}
-
-/// The checks of Docker's verifyPlatformContainerResources that concern
-/// memory reservations (memory itself is checked by each caller).
-pub(super) fn check_reservation(memory: i64, reservation: i64) -> Result<()> {
-    if reservation > 0 && reservation < MIN_MEMORY {
-        return Err(invalid("Minimum memory reservation allowed is 6MB"));
-    }
-    if memory > 0 && reservation > 0 && memory < reservation {
-        return Err(invalid(
-            "Minimum memory limit can not be less than memory reservation limit, see usage",
-        ));
-    }
-    Ok(())
-}
-
-/// Parses a CPU list (`0-2,4`) as the kernel's cpuset files take it.
-fn parse_cpu_list(s: &str) -> Option<BTreeSet<u32>> {
-    let mut out = BTreeSet::new();
-    for part in s.trim().split(',') {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
-                if a > b {
-                    return None;
-                }
-                out.extend(a..=b);
-            }
-            None => {
-                out.insert(part.parse().ok()?);
-            }
-        }
-    }
-    Some(out)
-}
-
-/// `--cpuset-cpus` must name CPUs that are online.
-pub(super) fn check_cpuset(cpus: &str) -> Result<()> {
-    if cpus.is_empty() {
-        return Ok(());
-    }
-    let wanted = parse_cpu_list(cpus).ok_or_else(|| {
-        invalid(format!(
-            "Invalid value {cpus} for cpuset cpus: invalid format: {cpus}"
-        ))
-    })?;
-    let online_text = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
-    let online_text = online_text.trim();
-    if let Some(online) = parse_cpu_list(online_text) {
-        if !wanted.is_subset(&online) {
-            return Err(invalid(format!(
-                "Requested CPUs are not available - requested {cpus}, available: {online_text}"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// `--cpus` as nano CPUs, within what the host has.
@@ -322,7 +261,7 @@ impl Engine {
         let writes =
             merge(&mut c.spec.host, &wanted).map_err(|m| Error::Conflict(cannot_update(&c, m)))?;
         if c.state.status.is_live() {
-            let cg = Cgroup::new(&format!("/berth/{}", c.id));
+            let cg = Cgroup::new(&crate::sys::cgroup_path(&c.id));
             // A restarting container has no cgroup between runs; its
             // monitor reads the saved record before the next one.
             if cg.exists() {
@@ -462,18 +401,5 @@ mod tests {
         assert_eq!(h.nano_cpus, 500_000_000);
         assert_eq!(h.pids_limit, None);
         assert_eq!(r.pids_limit, Some(-1));
-    }
-
-    #[test]
-    fn cpu_lists_parse_as_the_kernel_writes_them() {
-        assert_eq!(
-            parse_cpu_list("0-2,4")
-                .unwrap()
-                .into_iter()
-                .collect::<Vec<_>>(),
-            vec![0, 1, 2, 4]
-        );
-        assert!(parse_cpu_list("2-1").is_none());
-        assert!(parse_cpu_list("a").is_none());
     }
 }
