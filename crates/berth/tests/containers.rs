@@ -877,3 +877,36 @@ fn diff_and_commit_make_an_image_of_the_changes() {
     assert_eq!(inspect(&s, "live", "{{.State.Status}}"), "running");
     s.ok(&["rm", "-f", "live"]);
 }
+
+/// `rm -f` of a container that is still starting kills it (issue 16: it
+/// used to wait on the monitor until the process ended by itself).
+#[test]
+fn rm_f_of_a_starting_container_kills_it() {
+    let s = store();
+    for i in 0..5 {
+        let name = format!("race{i}");
+        let mut run = s
+            .cmd(&["run", "-d", "--name", &name, "busybox", "sleep", "600"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Give `run` a moment to create the record, not to start it.
+        wait_for("the record", || {
+            s.ok(&["ps", "-aq", "--filter", &format!("name={name}")])
+                .lines()
+                .count()
+                == 1
+        });
+        let mut rm = s
+            .cmd(&["rm", "-f", &name])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("rm -f to return", || rm.try_wait().unwrap().is_some());
+        assert!(rm.wait().unwrap().success());
+        let _ = run.wait();
+        assert!(s.ok(&["ps", "-aq"]).trim().is_empty(), "{name} is left");
+        assert!(!Path::new("/sys/fs/cgroup/pids/berth").join(&name).exists());
+    }
+}

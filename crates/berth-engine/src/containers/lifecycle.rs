@@ -225,21 +225,44 @@ impl Engine {
         Ok(outcome)
     }
 
+    /// `rm -f`: kills whatever runs of the container at any stage of a
+    /// start (a start in progress has no pid recorded yet, but its
+    /// processes are in the cgroup, and its monitor checks the stop mark
+    /// before it lets the process run), until its monitor lets go.
     pub(crate) fn kill_and_wait(&self, c: &Container) -> Result<()> {
         let p = self.paths(&c.id);
-        let _ = fs::write(p.run.join("stopping"), b"");
-        if c.state.pid > 0 {
-            if let Ok(pidfd) = pidfd_open(c.state.pid) {
-                let _ = pidfd_signal(&pidfd, libc::SIGKILL);
-                self.emit_container(c, "kill", &[("signal", libc::SIGKILL.to_string())]);
-                if c.state.status == Status::Paused {
-                    let _ = self.runtime_for(c)?.resume(&c.id);
+        let cg = berth_runtime::cgroup::Cgroup::new(&crate::sys::cgroup_path(&c.id));
+        let mut said = false;
+        loop {
+            // Again each time: a monitor clears an old mark as it starts.
+            let _ = fs::write(p.run.join("stopping"), b"");
+            let now = match self.store.container(&c.id)? {
+                Some(row) => super::Container::from_row(row)?,
+                None => return Ok(()),
+            };
+            if now.state.pid > 0 {
+                if let Ok(pidfd) = pidfd_open(now.state.pid) {
+                    let _ = pidfd_signal(&pidfd, libc::SIGKILL);
+                    if !said {
+                        self.emit_container(c, "kill", &[("signal", libc::SIGKILL.to_string())]);
+                        said = true;
+                    }
+                    if now.state.status == Status::Paused {
+                        let _ = self.runtime_for(c)?.resume(&c.id);
+                    }
+                    wait_pidfd(&pidfd, Some(Duration::from_millis(200)));
                 }
-                wait_pidfd(&pidfd, None);
+            }
+            for pid in cg.pids() {
+                // SAFETY: signalling a pid read from the container's cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            match lock_monitor(&p, false) {
+                Ok(_) => return Ok(()),
+                Err(Error::Conflict(_)) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(e),
             }
         }
-        let _ = lock_monitor(&p, true)?;
-        Ok(())
     }
 
     pub fn restart_container(&self, name: &str, timeout: Option<i64>) -> Result<Container> {

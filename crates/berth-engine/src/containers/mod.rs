@@ -468,7 +468,10 @@ impl Engine {
     /// first. `volumes` also removes its anonymous volumes.
     pub fn remove_container(&self, name: &str, force: bool, volumes: bool) -> Result<String> {
         let c = self.container(name)?;
-        if c.state.status.is_live() {
+        // A monitor still starting it: recorded as created, but running
+        // (or about to) all the same.
+        let starting = !c.state.status.is_live() && proc::monitor_alive(&self.paths(&c.id));
+        if c.state.status.is_live() || starting {
             if !force {
                 let what = if c.state.status == Status::Paused {
                     "paused"

@@ -520,6 +520,10 @@ impl Monitor<'_> {
         if self.c.spec.host.network_mode == "none" {
             loopback_up(pid).map_err(|e| (format!("bring up loopback: {e}"), 125))?;
         }
+        // `rm -f` while we were starting: the process never runs.
+        if self.stop_requested() {
+            return Err(("container removed while it was starting".into(), 137));
+        }
         rt.start(&self.c.id).map_err(|e| (e.to_string(), 125))?;
 
         self.mark_started(pid);
