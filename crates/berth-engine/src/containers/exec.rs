@@ -203,12 +203,13 @@ impl Engine {
 
 /// Waits for an exec process; its exit code, 128+N for signal N.
 pub fn wait_exec(pid: i32) -> i32 {
-    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::sys::wait::waitpid;
     loop {
         match waitpid(nix::unistd::Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, c)) => return c,
-            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
-            Ok(_) => continue,
+            Ok(s) => match super::proc::exit_code(s) {
+                Some(c) => return c,
+                None => continue,
+            },
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return 255,
         }

@@ -539,11 +539,7 @@ impl Monitor<'_> {
         }
         let status = self.serve(pid, &pidfd, master.as_ref(), &mut outs, &mut stdin_w);
         self.prober = None;
-        let code = match status {
-            nix::sys::wait::WaitStatus::Exited(_, c) => c,
-            nix::sys::wait::WaitStatus::Signaled(_, s, _) => 128 + s as i32,
-            _ => 255,
-        };
+        let code = super::proc::exit_code(status).unwrap_or(255);
         let cg = Cgroup::new(&crate::sys::cgroup_path(&self.c.id));
         let oom = cg.oom_kills() > 0;
         self.log.finish();

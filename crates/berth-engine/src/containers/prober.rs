@@ -12,7 +12,7 @@ use berth_runtime::Stdio;
 
 use super::exec::{devnull, ExecOptions};
 use super::health::{output_text, Probe, ProbeResult, MAX_OUTPUT, STARTING};
-use super::proc::{pidfd_open, read_fd, set_nonblocking};
+use super::proc::{exit_code, pidfd_open, pidfd_signal, read_fd, set_nonblocking};
 use super::Container;
 use crate::Engine;
 
@@ -35,15 +35,6 @@ pub(crate) struct Prober {
     started: Instant,
     next_at: Instant,
     running: Option<Running>,
-}
-
-fn exit_code(s: nix::sys::wait::WaitStatus) -> Option<i64> {
-    use nix::sys::wait::WaitStatus;
-    match s {
-        WaitStatus::Exited(_, c) => Some(c as i64),
-        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i64),
-        _ => None,
-    }
 }
 
 impl Prober {
@@ -74,16 +65,7 @@ impl Prober {
         let now = Instant::now();
         if let Some(r) = self.running.as_mut() {
             if !r.timed_out && now >= r.deadline {
-                // SAFETY: plain syscall on a pidfd we own.
-                unsafe {
-                    libc::syscall(
-                        libc::SYS_pidfd_send_signal,
-                        r.pidfd.as_raw_fd(),
-                        libc::SIGKILL,
-                        std::ptr::null::<libc::siginfo_t>(),
-                        0,
-                    );
-                }
+                let _ = pidfd_signal(&r.pidfd, libc::SIGKILL);
                 r.timed_out = true;
             }
             return None;
@@ -150,7 +132,7 @@ impl Prober {
     /// status.
     pub fn reaped(&mut self, pid: i32, status: nix::sys::wait::WaitStatus) {
         if let Some(r) = self.running.as_mut().filter(|r| r.pid == pid) {
-            r.status = exit_code(status).or(Some(-1));
+            r.status = Some(exit_code(status).map_or(-1, i64::from));
         }
     }
 
@@ -169,7 +151,7 @@ impl Prober {
             let pid = nix::unistd::Pid::from_raw(r.pid);
             match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(nix::sys::wait::WaitStatus::StillAlive) => return None,
-                Ok(s) => r.status = exit_code(s).or(Some(-1)),
+                Ok(s) => r.status = Some(exit_code(s).map_or(-1, i64::from)),
                 // Not our child (an external runtime's): the pidfd said it
                 // ended, but not how.
                 Err(_) => r.status = Some(-1),

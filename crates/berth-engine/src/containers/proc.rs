@@ -227,6 +227,17 @@ pub(crate) fn init_binary() -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
+/// A process's end as an exit code, Docker's way: its status, or 128 + N
+/// for signal N; None for a status that is not an end.
+pub(crate) fn exit_code(s: nix::sys::wait::WaitStatus) -> Option<i32> {
+    use nix::sys::wait::WaitStatus;
+    match s {
+        WaitStatus::Exited(_, c) => Some(c),
+        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
 pub(crate) fn pidfd_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
     // SAFETY: plain syscall on an fd we own.
     let r = unsafe {
