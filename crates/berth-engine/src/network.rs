@@ -372,20 +372,6 @@ impl Engine {
         n: usize,
         default_route: bool,
     ) -> Result<Endpoint> {
-        let ep = self.attach_endpoint_inner(c, paths, net, cfg, n, default_route)?;
-        self.emit_network("connect", &net.id, &net.name, Some(&c.id));
-        Ok(ep)
-    }
-
-    fn attach_endpoint_inner(
-        &self,
-        c: &Container,
-        paths: &Paths,
-        net: &NetInfo,
-        cfg: &EndpointConfig,
-        n: usize,
-        default_route: bool,
-    ) -> Result<Endpoint> {
         self.ensure_net_devices(net)?;
         let ns = netns_path(paths);
         let base = u32::from(net.subnet);
@@ -461,10 +447,13 @@ impl Engine {
             }
             Ok(ep)
         })();
-        if r.is_err() {
-            berth_net::lease::give_back(&net.id, ip, &ns);
-            let _ = berth_net::delete_link(&host_if(&c.id, n));
-            let _ = std::fs::remove_file(endpoints_dir(paths).join(&net.id));
+        match &r {
+            Ok(_) => self.emit_network("connect", &net.id, &net.name, Some(&c.id)),
+            Err(_) => {
+                berth_net::lease::give_back(&net.id, ip, &ns);
+                let _ = berth_net::delete_link(&host_if(&c.id, n));
+                let _ = std::fs::remove_file(endpoints_dir(paths).join(&net.id));
+            }
         }
         r
     }
