@@ -43,16 +43,7 @@ impl Engine {
         let spec = &c.spec;
         let user = lookup_user(&rootfs, &spec.config.user).map_err(e125)?;
         let mut env = spec.config.env.clone();
-        if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push(format!(
-                "HOME={}",
-                if user.home.is_empty() {
-                    "/"
-                } else {
-                    &user.home
-                }
-            ));
-        }
+        super::rootfs::default_home(&mut env, &user.home);
         let mut args: Vec<String> = std::iter::once(spec.path.clone())
             .chain(spec.args.iter().cloned())
             .collect();

@@ -64,16 +64,7 @@ impl Engine {
         for e in &opts.env {
             set_env(&mut env, e.clone());
         }
-        if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push(format!(
-                "HOME={}",
-                if user.home.is_empty() {
-                    "/"
-                } else {
-                    &user.home
-                }
-            ));
-        }
+        super::rootfs::default_home(&mut env, &user.home);
         if opts.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
             env.push("TERM=xterm".into());
         }

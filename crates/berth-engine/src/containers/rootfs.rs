@@ -352,6 +352,14 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// `HOME` from the user's passwd entry (`/` without one), unless the
+/// environment sets it: what Docker gives a container's process and execs.
+pub(crate) fn default_home(env: &mut Vec<String>, home: &str) {
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", if home.is_empty() { "/" } else { home }));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
