@@ -924,21 +924,10 @@ fn out_of_order(headers: &HeaderMap, name: &str, id: &str, size: u64) -> Option<
     if start == Some(size) {
         return None;
     }
-    let range = if size == 0 {
-        "0-0".to_string()
-    } else {
-        format!("0-{}", size - 1)
-    };
-    Some(
-        Response::builder()
-            .status(StatusCode::RANGE_NOT_SATISFIABLE)
-            .header("Location", upload_location(name, id))
-            .header("Range", range)
-            .header("Docker-Upload-UUID", id)
-            .header("Content-Length", "0")
-            .body(Body::empty())
-            .expect("valid response"),
-    )
+    // The same headers as a 202 for the upload, with the 416 status.
+    let mut r = accepted(name, id, size);
+    *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+    Some(r)
 }
 
 async fn patch_upload(

@@ -597,14 +597,7 @@ fn ps_columns_filters_and_names() {
     );
     let c = s.detached(&["busybox", "sleep", "30"]);
     let header = s.ok(&["ps"]);
-    let cols: Vec<&str> = header
-        .lines()
-        .next()
-        .unwrap()
-        .split("  ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let cols = common::header_columns(&header);
     assert_eq!(
         cols,
         [

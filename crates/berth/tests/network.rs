@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::TestStore;
+use common::{free_port, TestStore};
 
 fn store() -> TestStore {
     let s = TestStore::new();
@@ -61,14 +61,6 @@ fn leftovers(ids: &[String]) -> Vec<String> {
         }
     }
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

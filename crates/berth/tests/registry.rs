@@ -10,15 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{peer, run_tool, TestStore, BERTH};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{free_port, peer, run_tool, TestStore, BERTH};
 
 fn wait_for(addr: &str) {
     let end = Instant::now() + Duration::from_secs(20);

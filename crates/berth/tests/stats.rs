@@ -104,14 +104,7 @@ fn stats_no_stream_reads_cpu_memory_and_network() {
     }
     // The default table has Docker's columns.
     let table = s.ok(&["stats", "--no-stream", "st-burn"]);
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .unwrap()
-        .split("  ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let header = common::header_columns(&table);
     assert_eq!(
         header,
         [

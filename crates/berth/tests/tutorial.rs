@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::pty::OnPty;
-use common::{python_rootfs, wait_for, TestStore};
+use common::{free_port, python_rootfs, wait_for, TestStore};
 
 const DOCKERFILE: &str = r#"FROM python-base
 WORKDIR /app
@@ -43,14 +43,6 @@ http.server.HTTPServer(("", 8000), Handler).serve_forever()
 "#;
 
 const GREETING: &str = "def hello():\n    return 'Hello from a Python app in Berth\\n'\n";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn http_get(port: u16) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;

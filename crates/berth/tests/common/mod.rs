@@ -256,3 +256,25 @@ pub fn python_rootfs() -> &'static Path {
         out
     })
 }
+
+/// A TCP port free on the loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The column names of a table's header line (columns sit two or more
+/// spaces apart, as Docker's tab writer pads them).
+pub fn header_columns(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect()
+}
