@@ -182,25 +182,25 @@ impl Engine {
 
     /// Writes the named images as one archive to `out`.
     pub fn save<W: Write>(&self, names: &[String], out: W) -> Result<W> {
-        let out = self.save_all(names, out)?;
-        for (img, _) in self.images_to_save(names)? {
-            self.emit_image("save", &img.id.to_string(), &img.id.to_string());
-        }
-        Ok(out)
-    }
-
-    fn save_all<W: Write>(&self, names: &[String], out: W) -> Result<W> {
         if names.is_empty() {
             return Err(Error::InvalidArgument(
                 "save needs at least one image".into(),
             ));
         }
         let images = self.images_to_save(names)?;
+        let out = self.save_all(&images, out)?;
+        for (img, _) in &images {
+            self.emit_image("save", &img.id.to_string(), &img.id.to_string());
+        }
+        Ok(out)
+    }
+
+    fn save_all<W: Write>(&self, images: &[(ImageRecord, Vec<Reference>)], out: W) -> Result<W> {
         let mut blobs: Vec<(Digest, u64)> = Vec::new();
         let mut index = Vec::new();
         let mut docker_manifest = Vec::new();
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for (img, refs) in &images {
+        for (img, refs) in images {
             let layers = self.store.image_layers(&img.id)?;
             let manifest_size = self.blob_size(&img.manifest_digest)?;
             blobs.push((img.manifest_digest.clone(), manifest_size));
